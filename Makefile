@@ -1,0 +1,38 @@
+# The README's two commands: `make reproduce` (main job) and `make test` (tests). Both create .venv.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+PRESET ?= smoke
+
+.PHONY: reproduce test venv notebooks-inplace data-build clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first, pinned: the local CPU wheel (an unpinned torch pulls a multi-GB CUDA build)
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	@rm -f $(VENV)/.installed-* && touch $@
+
+# Main job: verify the embedded real data, run every notebook headless (papermill) into runs/, write figures/.
+reproduce: venv
+	$(PY) -m corelib data verify
+	$(PY) -m corelib run-notebooks --preset $(PRESET)
+
+# Tests: unit tests, then every notebook under nbval (only # NBVAL_CHECK_OUTPUT cells are compared).
+test: venv
+	$(PY) -m pytest -q tests --nbval-lax notebooks --sanitize-with tests/nbval_sanitize.cfg
+
+# Re-execute the notebooks in place with their default (smoke) parameters: refreshes the outputs nbval compares.
+notebooks-inplace: venv
+	$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace notebooks/[0-9][0-9]_*.ipynb
+
+data-build: venv
+	$(PY) -m corelib data build
+
+clean:
+	rm -rf runs .venv

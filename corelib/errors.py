@@ -1,0 +1,5 @@
+"""The one exception type that the CLI turns into a single line on stderr and exit status 2."""
+
+
+class InputError(ValueError):
+    """Bad user input: a file, record or argument that cannot be used (message = the one line shown)."""

@@ -1,0 +1,54 @@
+"""corelib.sources: committed demo pools match their manifests, and rebuild byte for byte from Debian packages."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import yaml
+
+from corelib.sources import DATASETS, build_dataset, dataset_path, load_pool, manifests_dir, sha256_file, verify_datasets
+from corelib.errors import InputError
+
+REQUIRED = {"name", "modality", "file", "sha256", "sequences", "length", "sources", "build_command", "processing"}
+
+
+@pytest.mark.parametrize("name", sorted(DATASETS))
+def test_manifest_describes_the_committed_file(name):
+    man = yaml.safe_load((manifests_dir() / f"{name}.yaml").read_text())
+    assert REQUIRED <= set(man)
+    pool = load_pool(name, man["modality"])
+    assert len(pool) == man["sequences"] == sum(s["sequences"] for s in man["sources"])
+    assert int(pool["length"].max()) == man["length"]["max"] <= 1022
+    for src in man["sources"]:
+        assert {"package", "debian_version", "license", "citation", "upstream", "file"} <= set(src)
+        assert (pool["source"] == src["name"]).sum() == src["sequences"]
+
+
+def test_verify_accepts_committed_files_and_rejects_a_changed_one(tmp_path, monkeypatch):
+    assert len(verify_datasets()) == len(DATASETS)
+    root = tmp_path / "root"
+    shutil.copytree(manifests_dir(), root / "data_manifests")
+    with open(root / "data_manifests" / "files" / "rna_demo.fasta.gz", "ab") as fh:
+        fh.write(b"\0")
+    monkeypatch.setenv("CORELIB_ROOT", str(root))
+    with pytest.raises(InputError, match="does not match"):
+        verify_datasets()
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in manifests_dir().glob("*.yaml") if "expected_path" in yaml.safe_load(p.read_text())))
+def test_paper_corpus_manifest_says_where_to_put_the_files(name, tmp_path, monkeypatch):
+    monkeypatch.setenv("CORELIB_CACHE", str(tmp_path))
+    man = yaml.safe_load((manifests_dir() / f"{name}.yaml").read_text())
+    with pytest.raises(InputError, match=str(tmp_path / man["expected_path"])):
+        dataset_path(name)
+
+
+@pytest.mark.parametrize("name", sorted(DATASETS))
+def test_build_from_debian_packages_reproduces_committed_file_byte_for_byte(name, tmp_path):
+    if shutil.which("apt-get") is None or shutil.which("dpkg") is None:
+        pytest.skip("needs a Debian/Ubuntu machine (apt-get, dpkg)")
+    man = yaml.safe_load((manifests_dir() / f"{name}.yaml").read_text())
+    built = build_dataset(name, out_dir=tmp_path)
+    assert sha256_file(built) == man["sha256"] == sha256_file(manifests_dir() / "files" / man["file"])
+    rebuilt = yaml.safe_load((tmp_path / f"{name}.yaml").read_text())
+    assert rebuilt == man
