@@ -36,6 +36,40 @@ def _data(args) -> int:
     return 0
 
 
+def _select(args) -> int:
+    from . import __version__
+    from .coreset import read_scores, select_indices, write_coreset
+    from .errors import InputError
+    from .sources import sha256_file
+
+    scores, meta = read_scores(args.scores)
+    fasta = args.fasta or meta.get("fasta")
+    modality = args.modality or meta.get("modality")
+    if not fasta or not modality:
+        raise InputError(f"{args.scores}: scores.json names no pool FASTA/modality; pass --fasta and --modality")
+    official = args.method == "cci-official"
+    seed = args.seed if args.seed is not None else (42 if official else 0)
+    beta = args.hard_cutoff if args.hard_cutoff is not None else (0.1 if official else 0.05)
+    budget = args.budget if args.budget is not None else args.rate
+    clusters = None
+    if args.method == "cluster":
+        from .clusters import mmseqs_clusters
+
+        table = mmseqs_clusters(fasta, args.min_seq_id).set_index("id")["cluster"]
+        clusters = table.reindex(scores["id"]).to_numpy()
+    indices = select_indices(args.method, scores, budget, seed=seed, hard_cutoff=beta, strata=args.strata,
+                             cap=args.cap, clusters=clusters, column=args.column)
+    score_file = args.scores if str(args.scores).endswith(".parquet") else f"{args.scores}/scores.parquet"
+    manifest = {"method": args.method, "seed": seed, "budget": int(len(indices)), "n_pool": int(len(scores)),
+                "parameters": {"budget": args.budget, "rate": args.rate, "hard_cutoff": beta, "strata": args.strata,
+                               "cap": args.cap, "min_seq_id": args.min_seq_id, "column": args.column},
+                "scores_file": str(score_file), "scores_sha256": sha256_file(score_file),
+                "fasta": str(fasta), "modality": modality, "corelib_version": __version__}
+    out = write_coreset(args.out, scores, indices, fasta, modality, manifest)
+    print(f"{args.method}: {len(indices)} of {len(scores)} sequences -> {out}")
+    return 0
+
+
 def _run_notebooks(args) -> int:
     from .runner import run_notebooks
 
@@ -65,6 +99,25 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", default=None, help="output folder (default: data_manifests/files, or the cache for --full)")
     dsub.add_parser("verify", help="check the committed demo files against their manifests' sha256")
     d.set_defaults(func=_data)
+
+    from .coreset import METHODS
+
+    s = sub.add_parser("select", help="select a coreset from a score file (Section 3.3, Algorithm 1)")
+    s.add_argument("--scores", required=True, help="DIR/scores.parquet (or DIR)")
+    s.add_argument("--method", required=True, choices=METHODS)
+    size = s.add_mutually_exclusive_group(required=True)
+    size.add_argument("--budget", type=int, help="number of sequences to keep")
+    size.add_argument("--rate", type=float, help="pruning rate alpha in (0, 1): keep floor(n * (1 - alpha))")
+    s.add_argument("--out", required=True, help="coreset folder to write")
+    s.add_argument("--fasta", default=None, help="pool FASTA (default: the one named in scores.json)")
+    s.add_argument("--modality", choices=["rna", "protein"], default=None)
+    s.add_argument("--seed", type=int, default=None, help="default 0 (42 for cci-official)")
+    s.add_argument("--hard-cutoff", type=float, default=None, help="beta; default 0.05 (0.1 for cci-official)")
+    s.add_argument("--strata", type=int, default=50, help="k (default 50)")
+    s.add_argument("--cap", type=int, default=1, help="cluster: picks per MMseqs2 cluster")
+    s.add_argument("--min-seq-id", type=float, default=0.5, help="cluster: MMseqs2 identity threshold")
+    s.add_argument("--column", default="loss", help="band: the score-file column to band on")
+    s.set_defaults(func=_select)
 
     r = sub.add_parser("run-notebooks", help="execute every notebook headless with papermill")
     r.add_argument("--preset", default="smoke", help="smoke / demo / paper")

@@ -35,6 +35,7 @@ PACKAGES = {
     "vsearch-examples": "2.22.1-1",
     "metastudent-data": "2.0.1-8",
     "mmseqs2-examples": "14-7e284+ds-1",
+    "mmseqs2": None, "libgzstream0": None,
 }
 BLAST_PKGS = ["ncbi-blast+", "liblmdb0", "libmbedtls14", "libmbedcrypto7", "libmbedx509-1"]
 RRNA_DIR = "usr/share/ncbi/data"

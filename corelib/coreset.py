@@ -1,0 +1,132 @@
+"""Score files and coreset folders (the file formats of DESIGN.md), and the `select` stage.
+
+scores: `DIR/scores.parquet` (id, index, length, score [, loss, per-layer columns]) + `DIR/scores.json`.
+coreset: `ids.txt`, `indices.npy`, `coreset.fasta`, `manifest.json` (method, parameters, seed, sha256s).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import selection
+from .errors import InputError
+
+SCORE_COLUMNS = ("id", "index", "length", "score")
+METHODS = ("random", "topk", "bottomk", "cci", "cci-quantile", "cci-official", "length", "band", "cluster")
+
+
+def _atomic_write(path: Path, write) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def write_scores(df: pd.DataFrame, meta: dict, out_dir) -> Path:
+    """Write scores.parquet and scores.json atomically (temp file + rename)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "scores.parquet"
+    _atomic_write(path, lambda p: df.to_parquet(p, index=False))
+    _atomic_write(out_dir / "scores.json", lambda p: p.write_text(json.dumps(meta, indent=2, sort_keys=True)))
+    return path
+
+
+def read_scores(path) -> tuple[pd.DataFrame, dict]:
+    """Read a score file (or its folder); checks the columns, order and finiteness."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "scores.parquet"
+    if not path.exists():
+        raise InputError(f"{path}: score file not found")
+    try:
+        df = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        raise InputError(f"{path}: not a readable parquet score file ({type(exc).__name__})") from None
+    missing = [c for c in SCORE_COLUMNS if c not in df.columns]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {', '.join(missing)} (need {', '.join(SCORE_COLUMNS)})")
+    if len(df) == 0:
+        raise InputError(f"{path}: no scores")
+    if not np.array_equal(df["index"].to_numpy(), np.arange(len(df))):
+        raise InputError(f"{path}: column 'index' must be 0..n-1 in order (a partial or unsorted score file)")
+    bad = ~np.isfinite(df["score"].to_numpy(dtype=float))
+    if bad.any():
+        raise InputError(f"{path}: score of id {df['id'][np.argmax(bad)]!r} is NaN/Inf")
+    meta_path = path.with_name("scores.json")
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    return df, meta
+
+
+def select_indices(method: str, scores: pd.DataFrame, budget, seed: int = 0, hard_cutoff: float = 0.05,
+                   strata: int = 50, cap: int = 1, clusters=None, column: str = "loss") -> np.ndarray:
+    """Dispatch a named strategy of `corelib.selection` on a score table (Section 3.3 / baselines)."""
+    s = scores["score"].to_numpy(dtype=float)
+    try:
+        if method == "random":
+            return selection.random(len(s), budget, seed)
+        if method == "topk":
+            return selection.top_k(s, budget)
+        if method == "bottomk":
+            return selection.bottom_k(s, budget)
+        if method in ("cci", "cci-quantile"):
+            return selection.cci(s, budget, hard_cutoff, strata, seed,
+                                 binning="quantile" if method == "cci-quantile" else "width")
+        if method == "cci-official":
+            return selection.cci_official(s, budget, exclude_lowest_ratio=hard_cutoff, strata=strata, seed=seed)
+        if method == "length":
+            return selection.length_stratified(scores["length"].to_numpy(), budget, seed=seed)
+        if method == "band":
+            if column not in scores.columns:
+                raise InputError(f"method 'band' needs a {column!r} column in the score file")
+            return selection.loss_band(scores[column].to_numpy(dtype=float), budget, seed=seed)
+        if method == "cluster":
+            if clusters is None:
+                raise InputError("method 'cluster' needs cluster assignments (a FASTA for MMseqs2)")
+            return selection.cluster_capped(clusters, budget, cap=cap, seed=seed)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    raise InputError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+
+
+def write_coreset(out_dir, scores: pd.DataFrame, indices: np.ndarray, fasta, modality: str, manifest: dict) -> Path:
+    """Write ids.txt, indices.npy, coreset.fasta (records streamed from the pool) and manifest.json."""
+    from .data import read_fasta
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    indices = np.asarray(indices, dtype=np.int64)
+    ids = scores["id"].to_numpy()[indices]
+    wanted = set(indices.tolist())
+
+    def fasta_out(tmp: Path) -> None:
+        written = 0
+        with open(tmp, "w") as fh:
+            for i, rec in enumerate(read_fasta(fasta, modality)):
+                if i >= len(scores):
+                    break
+                if rec.id != scores["id"].iat[i]:
+                    raise InputError(f"{fasta}:{rec.line}: record {rec.id!r} at pool index {i} is not "
+                                     f"{scores['id'].iat[i]!r} of the score file: wrong FASTA for these scores")
+                if i in wanted:
+                    fh.write(f">{rec.id} {rec.description}".rstrip() + f"\n{rec.seq}\n")
+                    written += 1
+        if written != len(indices):
+            raise InputError(f"{fasta}: holds only {written} of the {len(indices)} selected records")
+
+    _atomic_write(out_dir / "coreset.fasta", fasta_out)
+    _atomic_write(out_dir / "ids.txt", lambda p: p.write_text("".join(f"{i}\n" for i in ids)))
+    _atomic_write(out_dir / "indices.npy", lambda p: np.save(open(p, "wb"), indices))
+    _atomic_write(out_dir / "manifest.json", lambda p: p.write_text(json.dumps(manifest, indent=2, sort_keys=True)))
+    return out_dir
+
+
+def read_coreset(path) -> tuple[np.ndarray, dict]:
+    """Indices and manifest of a coreset folder (what the pretraining stage reads)."""
+    path = Path(path)
+    if not (path / "indices.npy").exists():
+        raise InputError(f"{path}: not a coreset folder (no indices.npy)")
+    return np.load(path / "indices.npy"), json.loads((path / "manifest.json").read_text())
