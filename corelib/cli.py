@@ -57,17 +57,67 @@ def _select(args) -> int:
 
         table = mmseqs_clusters(fasta, args.min_seq_id).set_index("id")["cluster"]
         clusters = table.reindex(scores["id"]).to_numpy()
-    indices = select_indices(args.method, scores, budget, seed=seed, hard_cutoff=beta, strata=args.strata,
-                             cap=args.cap, clusters=clusters, column=args.column)
+    rows = select_indices(args.method, scores, budget, seed=seed, hard_cutoff=beta, strata=args.strata,
+                          cap=args.cap, clusters=clusters, column=args.column)
     score_file = args.scores if str(args.scores).endswith(".parquet") else f"{args.scores}/scores.parquet"
-    manifest = {"method": args.method, "seed": seed, "budget": int(len(indices)), "n_pool": int(len(scores)),
+    manifest = {"method": args.method, "seed": seed, "budget": int(len(rows)), "n_pool": int(len(scores)),
                 "parameters": {"budget": args.budget, "rate": args.rate, "hard_cutoff": beta, "strata": args.strata,
                                "cap": args.cap, "min_seq_id": args.min_seq_id, "column": args.column},
                 "scores_file": str(score_file), "scores_sha256": sha256_file(score_file),
                 "fasta": str(fasta), "modality": modality, "corelib_version": __version__}
-    out = write_coreset(args.out, scores, indices, fasta, modality, manifest)
-    print(f"{args.method}: {len(indices)} of {len(scores)} sequences -> {out}")
+    out = write_coreset(args.out, scores, rows, fasta, modality, manifest)
+    print(f"{args.method}: {len(rows)} of {len(scores)} sequences -> {out}")
     return 0
+
+
+def _preset_from(args):
+    from .config import get_preset
+
+    overrides = {k: v for k, v in {"seed": args.seed, "subset_size": getattr(args, "subset_size", None),
+                                   "pool_limit": args.limit, "max_tokens": args.max_tokens}.items() if v is not None}
+    return get_preset(args.preset, **overrides)
+
+
+def _pool_path(args):
+    from .sources import dataset_path
+
+    return dataset_path(args.fasta)
+
+
+def _score(args) -> int:
+    from .scoring import run_scoring
+
+    damping = args.damping if args.damping == "auto" else float(args.damping)
+    path = run_scoring(_pool_path(args), args.modality, args.out, _preset_from(args), model=args.model,
+                       checkpoint=args.checkpoint, scope=args.scope, finetune=not args.no_finetune,
+                       compat=args.compat, batch_size=args.batch_size, damping=damping, shard_size=args.shard_size,
+                       device=args.device, skip_nonfinite=args.skip_nonfinite, progress=not args.quiet)
+    print(f"scores -> {path}")
+    return 0
+
+
+def _pretrain(args) -> int:
+    from .coreset import read_coreset
+    from .pretrain import pretrain_pool
+
+    indices = read_coreset(args.coreset)[0] if args.coreset else None
+    pretrain_pool(_pool_path(args), args.modality, args.out, _preset_from(args), model=args.model, indices=indices,
+                  epochs=args.epochs, device=args.device, save_every=args.save_every, progress=not args.quiet)
+    print(f"model -> {args.out}/model.pt")
+    return 0
+
+
+def _common(p, out_help):
+    p.add_argument("--fasta", required=True, help="pool FASTA, or a data set name (rna_demo, protein_demo, ...)")
+    p.add_argument("--modality", required=True, choices=["rna", "protein"])
+    p.add_argument("--out", required=True, help=out_help)
+    p.add_argument("--preset", default="smoke", help="smoke / demo / paper: defaults for everything below")
+    p.add_argument("--model", default=None, help="model preset tiny / small / paper (default: the preset's)")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--limit", type=int, default=None, help="use the first N pool sequences")
+    p.add_argument("--max-tokens", type=int, default=None, help="crop length incl. <cls>/<eos>")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA when available)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def _run_notebooks(args) -> int:
@@ -118,6 +168,26 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--min-seq-id", type=float, default=0.5, help="cluster: MMseqs2 identity threshold")
     s.add_argument("--column", default="loss", help="band: the score-file column to band on")
     s.set_defaults(func=_select)
+
+    sc = sub.add_parser("score", help="self-influence of every pool sequence (Eq. 11): fine-tune, Fisher, scores")
+    _common(sc, "output folder (resumable: rerun the same command to continue)")
+    sc.add_argument("--checkpoint", default=None, help="local model: our .pt, RNA-FM .pth, fair-esm .pt or HF folder")
+    sc.add_argument("--scope", default="all", help="all (default), linear, lm_head.dense, last:N")
+    sc.add_argument("--no-finetune", action="store_true", help="the 'w/o ft' variant: skip the subset fine-tune")
+    sc.add_argument("--compat", default=None, choices=["bio-coreset"], help="reproduce the official code's choices")
+    sc.add_argument("--batch-size", type=int, default=None)
+    sc.add_argument("--subset-size", type=int, default=None, help="|D_sub| for the fine-tune and the Fisher")
+    sc.add_argument("--damping", default="auto", help="'auto' (0.1 x mean diag F) or a number")
+    sc.add_argument("--shard-size", type=int, default=2048, help="sequences per committed shard")
+    sc.add_argument("--skip-nonfinite", action="store_true", help="leave out sequences with NaN/Inf gradients")
+    sc.set_defaults(func=_score)
+
+    pt = sub.add_parser("pretrain", help="MLM pretraining from scratch on a pool or a coreset (A.3/A.4)")
+    _common(pt, "output folder: model.pt, history.csv, checkpoint.pt (resumable)")
+    pt.add_argument("--coreset", default=None, help="coreset folder from `select` (default: the whole pool)")
+    pt.add_argument("--epochs", type=int, default=None)
+    pt.add_argument("--save-every", type=int, default=200, help="checkpoint every N steps (and every epoch)")
+    pt.set_defaults(func=_pretrain)
 
     r = sub.add_parser("run-notebooks", help="execute every notebook headless with papermill")
     r.add_argument("--preset", default="smoke", help="smoke / demo / paper")

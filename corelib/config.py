@@ -48,13 +48,14 @@ class Preset:
 
 PRESETS: dict[str, Preset] = {
     # CPU minutes: a slice of the embedded demo pools, a tiny model, short sequences.
+    # (a tiny model learns nothing in a few dozen steps at lr 1e-4, so smoke pretrains at 1e-3)
     "smoke": Preset(name="smoke", pool_limit=256, max_tokens=130, model="tiny", batch_size=16,
-                    subset_size=64, ft_warmup_steps=2, pretrain_warmup_steps=10, pretrain_epochs=1,
-                    budget=32, strata=10, seeds=(0,)),
+                    subset_size=64, ft_warmup_steps=2, pretrain_lr=1e-3, pretrain_warmup_steps=10,
+                    pretrain_epochs=4, budget=32, strata=10, seeds=(0,)),
     # About an hour on 2 CPU cores: the whole embedded demo pools, a small model.
     "demo": Preset(name="demo", max_tokens=258, model="small", subset_size=1000,
-                   ft_warmup_steps=10, pretrain_warmup_steps=200, pretrain_epochs=3, budget=500,
-                   strata=20, seeds=(0, 1, 2)),
+                   ft_warmup_steps=10, pretrain_lr=5e-4, pretrain_warmup_steps=200, pretrain_epochs=3,
+                   budget=500, strata=20, seeds=(0, 1, 2)),
     # Appendix A: RNA-FM size, full corpora (RNAcentral / UniRef50), GPU.
     "paper": Preset(name="paper", rna_pool="rnacentral", protein_pool="uniref50", model="paper"),
 }

@@ -51,8 +51,9 @@ def read_scores(path) -> tuple[pd.DataFrame, dict]:
         raise InputError(f"{path}: missing column(s) {', '.join(missing)} (need {', '.join(SCORE_COLUMNS)})")
     if len(df) == 0:
         raise InputError(f"{path}: no scores")
-    if not np.array_equal(df["index"].to_numpy(), np.arange(len(df))):
-        raise InputError(f"{path}: column 'index' must be 0..n-1 in order (a partial or unsorted score file)")
+    index = df["index"].to_numpy()
+    if index[0] < 0 or (len(index) > 1 and np.any(np.diff(index) <= 0)):
+        raise InputError(f"{path}: column 'index' must hold increasing pool positions (an unsorted score file)")
     bad = ~np.isfinite(df["score"].to_numpy(dtype=float))
     if bad.any():
         raise InputError(f"{path}: score of id {df['id'][np.argmax(bad)]!r} is NaN/Inf")
@@ -63,7 +64,8 @@ def read_scores(path) -> tuple[pd.DataFrame, dict]:
 
 def select_indices(method: str, scores: pd.DataFrame, budget, seed: int = 0, hard_cutoff: float = 0.05,
                    strata: int = 50, cap: int = 1, clusters=None, column: str = "loss") -> np.ndarray:
-    """Dispatch a named strategy of `corelib.selection` on a score table (Section 3.3 / baselines)."""
+    """Dispatch a named strategy of `corelib.selection` on a score table (Section 3.3 / baselines);
+    returns row positions of the table (its `index` column maps them to pool positions)."""
     s = scores["score"].to_numpy(dtype=float)
     try:
         if method == "random":
@@ -92,34 +94,39 @@ def select_indices(method: str, scores: pd.DataFrame, budget, seed: int = 0, har
     raise InputError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
 
 
-def write_coreset(out_dir, scores: pd.DataFrame, indices: np.ndarray, fasta, modality: str, manifest: dict) -> Path:
-    """Write ids.txt, indices.npy, coreset.fasta (records streamed from the pool) and manifest.json."""
+def write_coreset(out_dir, scores: pd.DataFrame, rows: np.ndarray, fasta, modality: str, manifest: dict) -> Path:
+    """Write ids.txt, indices.npy (pool positions), coreset.fasta (records streamed from the pool, their
+    ids checked against the score file) and manifest.json, each atomically."""
     from .data import read_fasta
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    indices = np.asarray(indices, dtype=np.int64)
-    ids = scores["id"].to_numpy()[indices]
-    wanted = set(indices.tolist())
+    rows = np.asarray(rows, dtype=np.int64)
+    pool_idx = scores["index"].to_numpy()[rows].astype(np.int64)
+    ids = scores["id"].to_numpy()[rows]
+    expect = dict(zip(pool_idx.tolist(), ids.tolist()))
+    first = int(scores["index"].iat[0]), scores["id"].iat[0]
 
     def fasta_out(tmp: Path) -> None:
         written = 0
         with open(tmp, "w") as fh:
             for i, rec in enumerate(read_fasta(fasta, modality)):
-                if i >= len(scores):
-                    break
-                if rec.id != scores["id"].iat[i]:
+                if i == first[0] and rec.id != first[1] or i in expect and rec.id != expect[i]:
                     raise InputError(f"{fasta}:{rec.line}: record {rec.id!r} at pool index {i} is not "
-                                     f"{scores['id'].iat[i]!r} of the score file: wrong FASTA for these scores")
-                if i in wanted:
+                                     f"{expect.get(i, first[1])!r} of the score file: wrong FASTA for these scores")
+                if i in expect:
                     fh.write(f">{rec.id} {rec.description}".rstrip() + f"\n{rec.seq}\n")
                     written += 1
-        if written != len(indices):
-            raise InputError(f"{fasta}: holds only {written} of the {len(indices)} selected records")
+                    if written == len(expect):
+                        break
+        if written != len(expect):
+            raise InputError(f"{fasta}: holds only {written} of the {len(expect)} selected records")
 
     _atomic_write(out_dir / "coreset.fasta", fasta_out)
     _atomic_write(out_dir / "ids.txt", lambda p: p.write_text("".join(f"{i}\n" for i in ids)))
-    _atomic_write(out_dir / "indices.npy", lambda p: np.save(open(p, "wb"), indices))
+    with open(out_dir / "indices.npy.tmp", "wb") as fh:
+        np.save(fh, pool_idx)
+    os.replace(out_dir / "indices.npy.tmp", out_dir / "indices.npy")
     _atomic_write(out_dir / "manifest.json", lambda p: p.write_text(json.dumps(manifest, indent=2, sort_keys=True)))
     return out_dir
 

@@ -292,3 +292,38 @@ def gc_content(seq: str) -> float:
     """Fraction of G+C among unambiguous nucleotides (0 when none)."""
     acgu = sum(seq.count(c) for c in "ACGU")
     return (seq.count("G") + seq.count("C")) / acgu if acgu else 0.0
+
+
+# ----------------------------------------------------------------------------- tensors for the model
+def tokenize(seqs, modality: str, max_tokens: int) -> list[np.ndarray]:
+    """Token arrays (uint8, <cls> ... <eos>, cropped to max_tokens) for a list of sequences."""
+    vocab = get_vocab(modality)
+    return [vocab.encode(s, max_tokens).astype(np.uint8) for s in seqs]
+
+
+def mlm_batches(tokens: list[np.ndarray], indices, batch_size: int, vocab: Vocab, mask_seed: int,
+                order_seed: int | None = None, mask_prob: float = 0.15):
+    """Yield (inputs, labels, pool indices) tensors: length-bucketed batches, masks keyed by
+    (mask_seed, pool index). `tokens[k]` belongs to pool index `indices[k]`."""
+    import torch
+
+    indices = np.asarray(indices)
+    for batch in length_batches([len(t) for t in tokens], batch_size, seed=order_seed):
+        pairs = [mlm_mask(tokens[k].astype(np.int64), int(indices[k]), mask_seed, vocab, mask_prob) for k in batch]
+        yield (torch.from_numpy(pad_batch([p[0] for p in pairs], vocab.pad)),
+               torch.from_numpy(pad_batch([p[1] for p in pairs], -100)), indices[batch])
+
+
+def full_sequence_batches(tokens: list[np.ndarray], indices, batch_size: int, vocab: Vocab, width: int = 1024):
+    """Compat (official bio-coreset): unmasked inputs padded to `width`, every position a label, pad
+    included, in pool order."""
+    import torch
+
+    indices = np.asarray(indices)
+    for start in range(0, len(tokens), batch_size):
+        rows = [t.astype(np.int64)[:width] for t in tokens[start : start + batch_size]]
+        padded = np.full((len(rows), width), vocab.pad, dtype=np.int64)
+        for i, r in enumerate(rows):
+            padded[i, : len(r)] = r
+        x = torch.from_numpy(padded)
+        yield x, x.clone(), indices[start : start + batch_size]

@@ -245,7 +245,8 @@ def _run(model, batches, params, consume, device, progress=None):
             yield idx, losses.detach()
 
 
-def diagonal_fisher(model, batches, scope: str = "all", device="cpu", progress=None) -> tuple[dict, int]:
+def diagonal_fisher(model, batches, scope: str = "all", device="cpu", progress=None,
+                    allow_empty: bool = False) -> tuple[dict, int]:
     """diag(F) = (1/M) sum_m g_m (.) g_m over D_sub (Eq. 9); accumulated in float64, returned in float32.
 
     Returns ({parameter name: tensor}, M). Also usable as a sum (multiply by M) for all-reduce.
@@ -260,6 +261,8 @@ def diagonal_fisher(model, batches, scope: str = "all", device="cpu", progress=N
     for idx, _ in _run(model, batches, params, consume, device, progress):
         count += len(idx)
     if count == 0:
+        if allow_empty:  # a rank with no batch contributes zeros to the all-reduce
+            return {n: a.float() for n, a in acc.items()}, 0
         raise InputError("the Fisher subset D_sub is empty")
     return {n: (a / count).float() for n, a in acc.items()}, count
 

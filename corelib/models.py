@@ -160,14 +160,21 @@ def load_checkpoint(path, modality: str) -> MaskedLM:
         state = {_PREFIX.sub("", k): v for k, v in data["model"].items()}
         spec = ModelSpec("esm1b", args["layers"], args["embed_dim"], args["attention_heads"], args["ffn_embed_dim"])
         net = _build_net(spec, modality)
+        net.args.token_dropout = bool(args.get("token_dropout", False))
         if not any(k.startswith("emb_layer_norm_before") for k in state):
             net.emb_layer_norm_before = None
+        for key in ("embed_tokens.weight", "lm_head.weight"):  # tied; zeroed as RNA-FM's and fair-esm's
+            if key in state:                                  # own loaders do (token dropout)
+                state[key][net.mask_idx] = 0
         return _load_state(MaskedLM(net, "esm1b", modality, asdict(spec)), state, path)
     if "cfg" in data and "model" in data:  # fair-esm v2: ESM-2
         cfg = data["cfg"]["model"]
         get = cfg.get if isinstance(cfg, dict) else lambda k: getattr(cfg, k)
         spec = ModelSpec("esm2", get("encoder_layers"), get("encoder_embed_dim"), get("encoder_attention_heads"))
         state = {_PREFIX.sub("", k): v for k, v in data["model"].items()}
+        regression = path.with_name(path.stem + "-contact-regression.pt")
+        if regression.exists():  # fair-esm keeps the contact head beside the model
+            state.update({_PREFIX.sub("", k): v for k, v in _torch_load(regression)["model"].items()})
         return _load_state(MaskedLM(_build_net(spec, modality), "esm2", modality, asdict(spec)), state, path)
     raise InputError(f"{path}: unrecognised checkpoint layout (keys: {', '.join(sorted(data)[:5])})")
 
