@@ -172,20 +172,16 @@ class PerSampleGradients(contextlib.AbstractContextManager):
             inp = inputs[0]
             features = getattr(module, "_corelib_features", None)
 
-            # A tensor hook on a *view* is lost if the view is later modified in place (fair-esm scales
-            # q_proj's output in place): hand the model a clone instead, whose hook then receives the
-            # gradient of the value before the in-place op.
-            out = output.clone() if output._is_view() else output
+            # The model gets a clone; the clone's hook receives dL/d(output) even if the model later
+            # modifies it in place (fair-esm scales q_proj's output in place), and autograd.grad
+            # targets the untouched original, so the backward always passes through the clone.
+            out = output.clone()
 
             def on_grad(g):
                 self._per_sample(mname, module, inp, g, features)
 
             out.register_hook(on_grad)
-            # autograd.grad targets: the outputs, and the inputs too, so that the graph is traversed
-            # through every hooked layer (a target's own producer is not visited otherwise)
-            self.outputs.append(out)
-            if inp.is_floating_point() and inp.requires_grad:
-                self.outputs.append(inp)
+            self.outputs.append(output)
             return out
         return hook
 
@@ -226,10 +222,25 @@ def _is_lm_head(mod) -> bool:
 
 
 # ----------------------------------------------------------------------------- Eq. 9 and Eq. 11
+@contextlib.contextmanager
+def _only_requires_grad(model, params):
+    """Parameters outside the scope stop requiring grad, so autograd records only what lies downstream
+    of the scoped layers (for lm_head.dense the trunk runs as cheaply as a no-grad forward)."""
+    keep = {id(p) for p in params.values()}
+    before = {id(p): p.requires_grad for p in model.parameters()}
+    for p in model.parameters():
+        p.requires_grad_(id(p) in keep)
+    try:
+        yield
+    finally:
+        for p in model.parameters():
+            p.requires_grad_(before[id(p)])
+
+
 def _run(model, batches, params, consume, device, progress=None):
     """Forward + backward of sum_b loss_b over batches with the hooks on; yields (indices, losses)."""
     model.eval()
-    with PerSampleGradients(model, params, consume) as psg:
+    with _only_requires_grad(model, params), PerSampleGradients(model, params, consume) as psg:
         for inputs, labels, idx in batches:
             inputs, labels = inputs.to(device), labels.to(device)
             psg.batch_size = inputs.shape[0]

@@ -1,0 +1,236 @@
+"""Benchmarks (scripts, not tests): `python -m corelib.bench scoring [--model small] [--n 64] [--device cuda]`.
+
+Prints, from one run on the same model and the same real RNA sequences: training-step, forward-only and
+scorer throughputs (sequences/s), the official method's (torch.func vmap(jacrev) over lm_head.dense with
+every sequence padded to 1024, reimplemented here), a naive batch-1 autograd loop's, the real-token
+fraction of our length-bucketed batches, peak RSS of the scoring stage on N and 10N sequences, and the
+pool's length distribution; each ratio beside its target.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .config import choose_device, get_preset
+from .data import length_batches, mlm_batches, tokenize
+from .influence import diagonal_fisher, per_sequence_loss, scope_params, self_influence
+from .models import build_model
+from .sources import dataset_path, load_pool
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _rate(fn, n_seqs, device, repeats=1):
+    fn()  # warm-up (allocations, kernels)
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    _sync(device)
+    return repeats * n_seqs / (time.perf_counter() - start)
+
+
+def _official_logits(net, tokens):
+    """fair-esm ESM-1b forward without its `if not padding_mask.any()` branch, which torch.func.vmap
+    cannot trace (the official script ran an older stack); numerically the same forward."""
+    padding_mask = tokens.eq(net.padding_idx)
+    x = net.embed_scale * net.embed_tokens(tokens) + net.embed_positions(tokens)
+    if net.emb_layer_norm_before is not None:
+        x = net.emb_layer_norm_before(x)
+    x = (x * (1 - padding_mask.unsqueeze(-1).type_as(x))).transpose(0, 1)
+    for layer in net.layers:
+        x, _ = layer(x, self_attn_padding_mask=padding_mask)
+    return net.lm_head(net.emb_layer_norm_after(x).transpose(0, 1))
+
+
+def official_scores(model, tokens, inv_fisher, batch_size=20, width=1024):
+    """The official scorer, reimplemented: vmap(jacrev) of an unmasked, pad-inclusive loss over each
+    sequence padded to `width`, w.r.t. lm_head.dense.weight; returns -sum(g^2 * inv_fisher)."""
+    from torch.func import functional_call, jacrev, vmap
+
+    wrapper = _Wrapper(model.net)
+    name = "net.lm_head.dense.weight"
+    weight = {name: model.net.lm_head.dense.weight.detach()}
+
+    def single(params, x):
+        logits = functional_call(wrapper, params, (x.unsqueeze(0),))
+        return F.cross_entropy(logits.view(-1, logits.shape[-1]), x.view(-1))
+
+    out = []
+    for start in range(0, len(tokens), batch_size):
+        rows = tokens[start : start + batch_size]
+        x = torch.full((len(rows), width), model.vocab.pad, dtype=torch.long)
+        for i, r in enumerate(rows):
+            x[i, : len(r)] = torch.from_numpy(r.astype(np.int64)[:width])
+        grads = vmap(jacrev(single), in_dims=(None, 0))(weight, x.to(inv_fisher.device))[name]
+        out.append(-(grads.flatten(1).square() * inv_fisher.flatten()).sum(1))
+    return torch.cat(out)
+
+
+class _Wrapper(torch.nn.Module):
+    """The fair-esm net behind the vmap-traceable forward, for functional_call."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return _official_logits(self.net, x)
+
+
+def _peak_rss_mb(fasta, n, out, model):
+    """Peak RSS of a fresh scoring process: VmHWM (per address space, so not inherited across exec as
+    ru_maxrss is from the forking parent)."""
+    code = ("from corelib.config import get_preset; from corelib.scoring import run_scoring;"
+            f"run_scoring({str(fasta)!r}, 'rna', {str(out)!r}, get_preset('smoke', pool_limit={n}, subset_size=64),"
+            f" model={model!r}, shard_size=256, progress=False);"
+            "print([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1])")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-2000:])
+    return int(proc.stdout.strip().splitlines()[-1]) / 1024
+
+
+def pool_real_token_fraction(max_tokens=1024, batch_size=16, shard_size=2048) -> float:
+    """Real-token fraction of the scorer's batches over the whole demo pool (shard by shard, as scored)."""
+    pool = load_pool("rna_demo", "rna")
+    lengths = np.array([min(len(s) + 2, max_tokens) for s in pool["seq"]])
+    real = padded = 0
+    for start in range(0, len(lengths), shard_size):
+        part = lengths[start : start + shard_size]
+        for batch in length_batches(part, batch_size):
+            real += int(part[batch].sum())
+            padded += len(batch) * int(part[batch].max())
+    return real / padded
+
+
+def scoring_benchmark(model_preset="small", n=64, batch_size=16, max_tokens=1024, device=None, rss_n=400,
+                      naive_n=None, official_n=None, rss_model="tiny"):
+    """Run every measurement once; returns a dict of figures (also printed by `main`)."""
+    device = choose_device(device)
+    torch.manual_seed(0)
+    pool = load_pool("rna_demo", "rna", limit=n)
+    tokens = tokenize(pool["seq"], "rna", max_tokens)
+    idx = np.arange(n)
+    model = build_model("rna", model_preset, seed=0).to(device)
+    vocab = model.vocab
+
+    def batches():
+        return list(mlm_batches(tokens, idx, batch_size, vocab, mask_seed=0))
+
+    fixed = batches()
+    lengths = np.array([len(t) for t in tokens])
+    real = sum(int((b[0] != vocab.pad).sum()) for b in fixed)
+    padded = sum(b[0].numel() for b in fixed)
+
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
+
+    def train():
+        model.train()
+        for x, y, _ in fixed:
+            loss = per_sequence_loss(model(x.to(device)), y.to(device)).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        model.eval()
+
+    @torch.no_grad()
+    def forward():
+        for x, y, _ in fixed:
+            per_sequence_loss(model(x.to(device)), y.to(device))
+
+    fisher_all, _ = diagonal_fisher(model, fixed, "all", device)
+    fisher_head, _ = diagonal_fisher(model, fixed, "lm_head.dense", device)
+
+    def scorer(fisher, scope):
+        return lambda: [None for _ in self_influence(model, fixed, fisher, "auto", scope, device, groups=False)]
+
+    figures = {"device": str(device), "model": model_preset, "sequences": n, "batch_size": batch_size,
+               "max_tokens": max_tokens,
+               "train_step_seq_s": _rate(train, n, device), "forward_seq_s": _rate(forward, n, device),
+               "scorer_all_seq_s": _rate(scorer(fisher_all, "all"), n, device),
+               "scorer_lm_head_seq_s": _rate(scorer(fisher_head, "lm_head.dense"), n, device),
+               "real_token_fraction_these": real / padded,
+               "real_token_fraction": pool_real_token_fraction(max_tokens, batch_size),
+               "pool_length_quantiles": {q: float(np.quantile(lengths, q)) for q in (0.0, 0.25, 0.5, 0.75, 1.0)}}
+    # the official method at the same scope on the same sequences (all of them, or official_n)
+    m = official_n or n
+    inv = 1.0 / (fisher_head["net.lm_head.dense.weight"] + 1e-8)
+    figures["official_seq_s"] = _rate(lambda: official_scores(model, tokens[:m], inv), m, device)
+    # naive batch-1 autograd loop over all parameters
+    params = list(scope_params(model, "all").values())
+    naive_n = naive_n or n
+    one = list(mlm_batches(tokens[:naive_n], idx[:naive_n], 1, vocab, mask_seed=0))
+
+    def naive():
+        for x, y, _ in one:
+            g = torch.autograd.grad(per_sequence_loss(model(x.to(device)), y.to(device)).sum(), params, allow_unused=True)
+            sum(float((gi.square() / (fisher_all[k] + 1e-8)).sum()) for gi, k in zip(g, fisher_all) if gi is not None)
+
+    figures["naive_batch1_seq_s"] = _rate(naive, naive_n, device)
+    with tempfile.TemporaryDirectory() as tmp:
+        fasta = dataset_path("rna_demo")
+        figures["peak_rss_mb_N"] = _peak_rss_mb(fasta, rss_n, Path(tmp) / "n", rss_model)
+        figures["peak_rss_mb_10N"] = _peak_rss_mb(fasta, 10 * rss_n, Path(tmp) / "10n", rss_model)
+        figures["rss_N"] = rss_n
+    return figures
+
+
+def report(f: dict) -> str:
+    """The ratio table with targets (measured values, no pass/fail tuning)."""
+    rows = [
+        ("all-parameter scorer / training step", f["scorer_all_seq_s"] / f["train_step_seq_s"], ">= 0.7"),
+        ("lm_head.dense scorer / forward only", f["scorer_lm_head_seq_s"] / f["forward_seq_s"], ">= 0.8"),
+        ("lm_head.dense scorer / official vmap(jacrev), pad 1024", f["scorer_lm_head_seq_s"] / f["official_seq_s"], ">= 2"),
+        ("all-parameter scorer / naive batch-1 loop", f["scorer_all_seq_s"] / f["naive_batch1_seq_s"], "(context)"),
+        ("real-token fraction of our batches (whole demo pool, as scored)", f["real_token_fraction"], ">= 0.9"),
+        (f"peak RSS 10N / N (N = {f['rss_N']})", f["peak_rss_mb_10N"] / f["peak_rss_mb_N"], "<= 1.1"),
+    ]
+    lines = [f"device {f['device']}, model {f['model']}, {f['sequences']} RNA sequences (demo pool), "
+             f"batch {f['batch_size']}, crop {f['max_tokens']} tokens",
+             "pool length quantiles (tokens, 0/25/50/75/100%): "
+             + " / ".join(f"{v:.0f}" for v in f["pool_length_quantiles"].values()), "",
+             "| throughput | seq/s |", "|---|---|"]
+    for key in ("train_step_seq_s", "forward_seq_s", "scorer_all_seq_s", "scorer_lm_head_seq_s", "official_seq_s",
+                "naive_batch1_seq_s"):
+        lines.append(f"| {key.removesuffix('_seq_s')} | {f[key]:.2f} |")
+    lines += ["", f"peak RSS: {f['peak_rss_mb_N']:.0f} MB (N) / {f['peak_rss_mb_10N']:.0f} MB (10N)", "",
+              "| ratio | measured | target |", "|---|---|---|"]
+    lines += [f"| {name} | {value:.2f} | {target} |" for name, value, target in rows]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    """Entry point of `python -m corelib.bench`."""
+    p = argparse.ArgumentParser(prog="python -m corelib.bench")
+    p.add_argument("what", choices=["scoring"])
+    p.add_argument("--model", default="small", help="tiny / small / paper")
+    p.add_argument("--n", type=int, default=64, help="sequences for the throughput figures")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--max-tokens", type=int, default=1024)
+    p.add_argument("--official-n", type=int, default=None, help="sequences for the official method (default n)")
+    p.add_argument("--rss-n", type=int, default=400, help="N for the peak-RSS figures (N and 10N)")
+    p.add_argument("--device", default=None)
+    p.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    a = p.parse_args(argv)
+    figures = scoring_benchmark(a.model, a.n, a.batch_size, a.max_tokens, a.device, a.rss_n, official_n=a.official_n)
+    print(report(figures))
+    if a.json:
+        Path(a.json).write_text(json.dumps(figures, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
