@@ -9,13 +9,25 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "config": ["Preset", "PRESETS", "get_preset", "choose_device", "repo_root", "figures_dir", "cache_dir"],
+    "config": ["Preset", "PRESETS", "get_preset", "choose_device", "repo_root", "figures_dir", "cache_dir",
+               "run_dir"],
     "errors": ["InputError"],
     "data": ["read_fasta", "check_fasta", "get_vocab", "mlm_mask", "pad_batch", "length_batches", "gc_content",
              "normalize"],
     "sources": ["build_dataset", "load_pool", "load_manifest", "dataset_path", "verify_datasets", "sha256_file",
-                "summarize_pool"],
-    "report": ["savefig", "save_table", "plot_pool_overview"],
+                "summarize_pool", "join_pool"],
+    "report": ["savefig", "save_table", "plot_pool_overview", "plot_loss_curves", "plot_score_panels",
+               "plot_agreement", "plot_cci_strata", "plot_coreset_distributions", "plot_overlap"],
+    "models": ["build_model", "load_checkpoint", "save_checkpoint", "get_model", "MaskedLM", "MODEL_PRESETS"],
+    "influence": ["diagonal_fisher", "self_influence", "per_sequence_loss", "scope_params", "resolve_damping",
+                  "PerSampleGradients"],
+    "scoring": ["run_scoring", "ensure_scores"],
+    "pretrain": ["train_mlm", "pretrain_pool", "ensure_pretrained", "TrainConfig", "mean_gradient_norm"],
+    "coreset": ["read_scores", "write_scores", "select_indices", "write_coreset", "read_coreset"],
+    "selection": ["top_k", "bottom_k", "cci", "cci_official", "stratum_of", "strata_table", "jaccard",
+                  "overlap_matrix", "clumping", "composition", "distribution_shift", "length_stratified",
+                  "loss_band", "cluster_capped", "resolve_budget", "coreset_diagnostics"],
+    "clusters": ["mmseqs_clusters"],
     "runner": ["run_notebooks", "list_notebooks"],
 }
 _WHERE = {name: mod for mod, names in _EXPORTS.items() for name in names}

@@ -29,17 +29,25 @@ def mmseqs_binary() -> tuple[str, dict]:
     return str(binary), env
 
 
-def mmseqs_clusters(fasta, min_seq_id: float = 0.5, coverage: float = 0.8, threads: int = 2) -> pd.DataFrame:
-    """Cluster a FASTA with `mmseqs easy-cluster`; returns columns id, cluster (representative id)."""
+def mmseqs_clusters(fasta, min_seq_id: float = 0.5, coverage: float = 0.8, threads: int = 2,
+                    mode: str = "linclust") -> pd.DataFrame:
+    """Cluster a FASTA with MMseqs2; returns columns id, cluster (representative id).
+
+    `linclust` (default) is MMseqs2's linear-time clustering, the one meant for corpora of millions of
+    sequences (seconds here); `cluster` is the more sensitive cascaded search (it allocated 8 GB and
+    25 s for 300 rRNAs here, and found 222 clusters where linclust found 223 at 90% identity).
+    """
     if not 0 < min_seq_id <= 1:
         raise InputError(f"min_seq_id must lie in (0, 1], got {min_seq_id}")
+    if mode not in ("linclust", "cluster"):
+        raise InputError(f"MMseqs2 mode must be linclust or cluster, got {mode!r}")
     binary, env = mmseqs_binary()
     with tempfile.TemporaryDirectory() as tmp:
         prefix = Path(tmp) / "clu"
-        proc = subprocess.run([binary, "easy-cluster", str(fasta), str(prefix), str(Path(tmp) / "work"),
+        proc = subprocess.run([binary, f"easy-{mode}", str(fasta), str(prefix), str(Path(tmp) / "work"),
                                "--min-seq-id", str(min_seq_id), "-c", str(coverage), "--threads", str(threads),
                                "-v", "1"], capture_output=True, text=True, env=env)
         if proc.returncode != 0:
-            raise InputError(f"{fasta}: mmseqs easy-cluster failed: {proc.stderr.strip().splitlines()[-1:]}")
+            raise InputError(f"{fasta}: mmseqs easy-{mode} failed: {proc.stderr.strip().splitlines()[-1:]}")
         table = pd.read_csv(f"{prefix}_cluster.tsv", sep="\t", header=None, names=["cluster", "id"])
     return table[["id", "cluster"]]

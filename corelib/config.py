@@ -90,8 +90,15 @@ def choose_device(prefer: str | None = None):
     """The one place a torch device is chosen: `prefer` if given, else CUDA when available, else CPU."""
     import torch
 
+    if isinstance(prefer, torch.device):
+        prefer = str(prefer)
     if prefer:
         if prefer.startswith("cuda") and not torch.cuda.is_available():
             raise InputError(f"device {prefer!r} requested but CUDA is not available")
         return torch.device(prefer)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def run_dir(preset: str) -> Path:
+    """runs/<preset>/: where notebooks and `make reproduce` keep models, scores and coresets (not committed)."""
+    return repo_root() / "runs" / preset

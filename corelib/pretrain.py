@@ -160,3 +160,13 @@ def pretrain_pool(fasta, modality: str, out_dir, preset, model: str | None = Non
     history.to_csv(out_dir / "history.csv", index=False)
     save_checkpoint(net, out_dir / "model.pt", sequences=int(idx.size))
     return net
+
+
+def ensure_pretrained(fasta, modality: str, out_dir, preset, model: str | None = None, device=None,
+                      progress: bool = True) -> Path:
+    """The reference model (stand-in for RNA-FM / ESM-C pretrained on the whole pool): trained once
+    with `pretrain_pool`, then reused; returns the path of model.pt."""
+    path = Path(out_dir) / "model.pt"
+    if not path.exists():
+        pretrain_pool(fasta, modality, out_dir, preset, model=model, device=device, progress=progress)
+    return path

@@ -54,3 +54,119 @@ def plot_pool_overview(pools: dict[str, pd.DataFrame], what: str = "length"):
             ax.set(title=f"{modality} pool: composition by family", xlabel="sequences")
     fig.tight_layout()
     return fig
+
+
+def plot_loss_curves(histories: dict, title: str = "MLM loss"):
+    """Training loss per step for each named run (history tables from `train_mlm`)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for name, h in histories.items():
+        ax.plot(h["step"], h["loss"].rolling(5, min_periods=1).mean(), label=name)
+    ax.set(xlabel="step", ylabel="loss (rolling mean of 5)", title=title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_score_panels(scored: dict):
+    """Per modality: Eq. 11 score distribution, mean share of each layer group, and score against
+    length, GC content (RNA) and source. `scored[modality]` = scores joined with the pool table."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import seaborn as sns
+
+    fig, axes = plt.subplots(len(scored), 4, figsize=(20, 4 * len(scored)), squeeze=False)
+    for row, (modality, df) in zip(axes, scored.items()):
+        sns.histplot(np.log10(df["score"]), bins=40, ax=row[0])
+        row[0].set(title=f"{modality}: log10 self-influence (Eq. 11)", xlabel="log10 score")
+        groups = [c for c in df.columns if c.startswith("score_")]
+        share = (df[groups].div(df["score"], axis=0)).mean().rename(lambda c: c.removeprefix("score_"))
+        share.plot.bar(ax=row[1], color="tab:gray")
+        row[1].set(title=f"{modality}: mean share of the score per layer", ylabel="share")
+        sns.scatterplot(df, x="length", y="score", hue="source", s=12, ax=row[2], legend=False)
+        row[2].set(yscale="log", title=f"{modality}: score vs length")
+        if modality == "rna":
+            sns.scatterplot(df, x="gc", y="score", hue="source", s=12, ax=row[3])
+            row[3].set(yscale="log", title="rna: score vs GC content")
+        else:
+            sns.boxplot(df, x="source", y="score", ax=row[3])
+            row[3].set(yscale="log", title="protein: score by source")
+    fig.tight_layout()
+    return fig
+
+
+def plot_agreement(pairs: dict):
+    """Scatter of two score vectors per named pair (e.g. ft vs w/o ft), Spearman rho in the title."""
+    import matplotlib.pyplot as plt
+    from scipy.stats import spearmanr
+
+    fig, axes = plt.subplots(1, len(pairs), figsize=(5 * len(pairs), 4), squeeze=False)
+    for ax, (name, (x, y, xl, yl)) in zip(axes[0], pairs.items()):
+        rho = spearmanr(x, y).statistic
+        ax.scatter(x, y, s=8, alpha=0.6)
+        ax.set(xscale="symlog", yscale="symlog", xlabel=xl, ylabel=yl, title=f"{name}: Spearman {rho:.2f}")
+    fig.tight_layout()
+    return fig
+
+
+def plot_cci_strata(scores, table: pd.DataFrame, hard_cutoff: float, strata: int, title: str = ""):
+    """Algorithm 1 made visible: score histogram with the hard cutoff and the k stratum edges, and the
+    pool size vs the allocated budget per stratum (the water-filling)."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    s = np.asarray(scores, dtype=float)
+    kept = table["pool"].sum()
+    cut_value = np.sort(s)[kept - 1] if kept < s.size else s.max()
+    lo = table["score_min"].min()
+    edges = lo + (cut_value - lo) * np.arange(strata + 1) / strata
+    fig, (a, b) = plt.subplots(1, 2, figsize=(13, 4))
+    a.hist(s, bins=80, color="tab:blue", alpha=0.7)
+    for e in edges:
+        a.axvline(e, color="gray", lw=0.5)
+    a.axvline(cut_value, color="tab:red", lw=2, label=f"hard cutoff: top {hard_cutoff:.0%} dropped")
+    a.set(xlabel="self-influence (Eq. 11)", ylabel="sequences", title=f"{title} scores, {strata} equal-width strata")
+    a.legend()
+    b.bar(table["stratum"], table["pool"], color="lightgray", label="pool (after cutoff)")
+    b.bar(table["stratum"], table["picked"], color="tab:orange", label="picked by CCI")
+    b.set(xlabel="stratum (low -> high influence)", ylabel="sequences", yscale="symlog",
+          title="water-filling: small strata are taken whole, the rest share the budget")
+    b.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_coreset_distributions(joined: pd.DataFrame, coresets: dict, label: str = "family"):
+    """Picked vs pool: score, length, GC content and label composition for each named coreset."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, axes = plt.subplots(1, 4, figsize=(22, 4.5))
+    for name, rows in {"pool": np.arange(len(joined)), **coresets}.items():
+        sub = joined.iloc[rows]
+        style = dict(histtype="step", density=True, lw=2 if name == "pool" else 1.2, label=name)
+        axes[0].hist(np.log10(sub["score"]), bins=30, **style)
+        axes[1].hist(sub["length"], bins=30, **style)
+        axes[2].hist(sub["gc"], bins=30, **style)
+    for ax, xl in zip(axes[:3], ["log10 score", "length", "GC content"]):
+        ax.set(xlabel=xl, ylabel="density")
+    axes[0].legend(fontsize=8)
+    comp = pd.DataFrame({name: joined.iloc[rows][label].value_counts(normalize=True)
+                         for name, rows in {"pool": np.arange(len(joined)), **coresets}.items()}).fillna(0)
+    comp.T.plot.barh(stacked=True, ax=axes[3], legend=False, colormap="tab20")
+    axes[3].set(xlabel=f"share by {label}", title=f"composition by {label}")
+    fig.tight_layout()
+    return fig
+
+
+def plot_overlap(matrix: pd.DataFrame):
+    """Heatmap of pairwise Jaccard overlap between coresets."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    fig, ax = plt.subplots(figsize=(1.1 * len(matrix) + 2, 0.9 * len(matrix) + 1.5))
+    sns.heatmap(matrix, annot=True, fmt=".2f", cmap="viridis", vmin=0, vmax=1, ax=ax)
+    ax.set_title("Jaccard overlap between coresets")
+    fig.tight_layout()
+    return fig

@@ -41,7 +41,7 @@ def dist_context(device=None):
     """(rank, world, device): initialises torch.distributed under torchrun (gloo on CPU, nccl on GPU)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not torch.distributed.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() and device != "cpu" else "gloo"
+        backend = "nccl" if torch.cuda.is_available() and str(device or "cuda").startswith("cuda") else "gloo"
         torch.distributed.init_process_group(backend)
     rank = torch.distributed.get_rank() if world > 1 else 0
     if device is None and torch.cuda.is_available():
@@ -268,3 +268,23 @@ def _score_shard(net, records, offset, modality, preset, fisher, damping, scope,
     frame.insert(2, "length", [len(records[i - offset].seq) for i in frame["index"]])
     finite = np.isfinite(frame["score"].to_numpy()) & np.isfinite(frame["loss"].to_numpy())
     return frame[finite].reset_index(drop=True), frame.loc[~finite, "id"].tolist()
+
+
+def ensure_scores(preset: Preset, modality: str, finetune: bool = True, scope: str = "all", checkpoint=None,
+                  device=None, progress: bool = True) -> Path:
+    """Scores of a preset's pool under runs/<preset>/scores/<modality>_{ft,noft}/, computed once (with the
+    reference model pretrained on the pool unless `checkpoint` is given) and then reused; returns the folder."""
+    from .config import run_dir
+    from .pretrain import ensure_pretrained
+    from .sources import dataset_path
+
+    root = run_dir(preset.name)
+    fasta = dataset_path(preset.rna_pool if modality == "rna" else preset.protein_pool)
+    if checkpoint is None:
+        checkpoint = ensure_pretrained(fasta, modality, root / "reference" / modality, preset, device=device,
+                                       progress=progress)
+    out = root / "scores" / f"{modality}_{'ft' if finetune else 'noft'}"
+    if not (out / "scores.parquet").exists():
+        run_scoring(fasta, modality, out, preset, checkpoint=checkpoint, scope=scope, finetune=finetune,
+                    device=device, progress=progress)
+    return out

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["resolve_budget", "random", "top_k", "bottom_k", "cci", "cci_official", "stratum_of", "loss_band",
+           "coreset_diagnostics",
            "length_stratified", "cluster_capped", "strata_table", "jaccard", "overlap_matrix", "clumping",
            "composition", "distribution_shift"]
 
@@ -294,3 +295,20 @@ def distribution_shift(values, picked) -> dict:
     sub = v[np.asarray(picked)]
     return {"pool_mean": float(v.mean()), "picked_mean": float(sub.mean()),
             "ks": float(ks_2samp(v, sub).statistic)}
+
+
+def coreset_diagnostics(scores, coresets: dict, lengths, gc=None, labels=None) -> pd.DataFrame:
+    """One row per coreset: size, mean score, clumping, KS distance to the pool for score, length and GC,
+    and how many labels (families) it covers."""
+    rows = []
+    for name, picked in coresets.items():
+        row = {"coreset": name, "size": len(picked), "mean_score": float(np.mean(np.asarray(scores)[picked])),
+               "clumping": clumping(scores, picked),
+               "ks_score": distribution_shift(scores, picked)["ks"],
+               "ks_length": distribution_shift(lengths, picked)["ks"]}
+        if gc is not None:
+            row["ks_gc"] = distribution_shift(gc, picked)["ks"]
+        if labels is not None:
+            row["labels_covered"] = int(pd.Series(np.asarray(labels)[picked]).nunique())
+        rows.append(row)
+    return pd.DataFrame(rows)

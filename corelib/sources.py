@@ -213,7 +213,11 @@ def _select_demo(df: pd.DataFrame, spec: dict) -> pd.DataFrame:
         if source in spec["family_cap"]:
             sub = sub.groupby("family", group_keys=False).head(spec["family_cap"][source])
         parts.append(sub.head(quota))
-    return pd.concat(parts).sort_values("key", kind="stable")
+    # order by a second, independent hash: ordering by the quota hash would put the source whose quota
+    # skimmed the lowest hashes of a large set (SILVA) first, and a prefix would not be a random mix
+    out = pd.concat(parts)
+    out["order"] = [_key(f"order:{i}") for i in out["id"]]
+    return out.sort_values("order", kind="stable")
 
 
 def _write_fasta_gz(df: pd.DataFrame, path: Path) -> None:
@@ -301,7 +305,8 @@ def _manifest(name, modality, df, stats, versions, fasta: Path, full: bool) -> d
         "processing": {**stats, "max_residues": MAX_RESIDUES,
                        "steps": "uppercase; T->U (RNA); drop records with letters outside the vocabulary; crop to "
                                 "1022 residues; drop exact duplicate sequences; order by sha256(id)"
-                                + ("" if full else "; demo quotas per source (and per family) by sha256(id)")},
+                                + ("" if full else "; demo quotas per source (and per family) by sha256(id); "
+                                   "file ordered by sha256('order:' + id)")},
         "sources": sources,
         "build_command": f"python -m corelib data build {name.replace('_full', '_demo')}" + (" --full" if full else ""),
     }
@@ -371,3 +376,13 @@ def summarize_pool(pool: pd.DataFrame, modality: str) -> pd.DataFrame:
         agg["gc_mean"] = ("gc", "mean")
     out = pool.groupby("source").agg(**agg).reset_index()
     return out.assign(modality=modality)[["modality", *out.columns]]
+
+
+def join_pool(scores: pd.DataFrame, pool: pd.DataFrame) -> pd.DataFrame:
+    """Scores with the pool's source, family and (for RNA) GC content, matched on pool index and id."""
+    from .data import gc_content
+
+    cols = pool[["index", "id", "source", "family", "seq"]]
+    out = scores.merge(cols, on=["index", "id"], how="left", validate="one_to_one")
+    out["gc"] = [gc_content(s) for s in out["seq"]]
+    return out.drop(columns="seq")
