@@ -132,6 +132,10 @@ class PerSampleGradients(contextlib.AbstractContextManager):
     def __exit__(self, *exc):
         for h in self.handles:
             h.remove()
+        for mod in self.model.modules():  # drop the kept LM-head features (and the graph they hold)
+            if hasattr(mod, "_corelib_features"):
+                del mod._corelib_features
+        self.outputs.clear()
         return False
 
     def _deliver(self, param, grad):
