@@ -11,8 +11,10 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pandas as pd
 from scipy.optimize import minimize
 from scipy.special import expit, log_expit
+from scipy.stats import spearmanr
 
 
 def kmer_features(seqs, k: int = 3) -> np.ndarray:
@@ -27,6 +29,18 @@ def kmer_features(seqs, k: int = 3) -> np.ndarray:
         X[r, :-1] /= max(X[r, :-1].sum(), 1)
     X[:, -1] = 1.0
     return X
+
+
+def standardize(X_train, *others):
+    """Z-score the k-mer columns with the training statistics (the bias column is kept at 1), so that
+    the data term, not the L2 term, shapes the Hessian."""
+    mu, sd = X_train[:, :-1].mean(0), X_train[:, :-1].std(0) + 1e-12
+    out = []
+    for X in (X_train, *others):
+        Z = X.copy()
+        Z[:, :-1] = (X[:, :-1] - mu) / sd
+        out.append(Z)
+    return out
 
 
 def losses(theta, X, y) -> np.ndarray:
@@ -72,10 +86,10 @@ def empirical_fisher(theta, X, y, lam: float = 0.0) -> np.ndarray:
     return G.T @ G / len(y) + lam * np.eye(X.shape[1])
 
 
-def newton_step(theta, X, y, lam: float, index: int, eps: float, curvature=None) -> np.ndarray:
+def newton_step(theta, X, y, lam: float, index: int, eps: float, curvature=None, grad_fn=None) -> np.ndarray:
     """Eq. 4: theta_eps - theta ~ -eps H^-1 g_z for z = (X[index], y[index]) upweighted by eps."""
     H = hessian(theta, X, y, lam) if curvature is None else curvature
-    g = per_example_grads(theta, X[index : index + 1], y[index : index + 1])[0]
+    g = (grad_fn or per_example_grads)(theta, X[index : index + 1], y[index : index + 1])[0]
     return -eps * np.linalg.solve(H, g)
 
 
@@ -86,11 +100,12 @@ def upweighted_fit(theta, X, y, lam: float, index: int, eps: float) -> np.ndarra
     return fit(X, y, lam, w, theta0=theta)
 
 
-def influence_on_loss(theta, X, y, lam: float, X_test, y_test, indices) -> np.ndarray:
+def influence_on_loss(theta, X, y, lam: float, X_test, y_test, indices, grad_fn=None) -> np.ndarray:
     """Eqs. 1-3 for removal (eps = -1/N): predicted change of the test loss when each training point in
     `indices` is left out, (1/N) g_test^T H^-1 g_z (Koh & Liang 2017)."""
-    H_inv_g = np.linalg.solve(hessian(theta, X, y, lam), per_example_grads(theta, X[indices], y[indices]).T)
-    g_test = per_example_grads(theta, X_test, y_test).mean(0)
+    grad_fn = grad_fn or per_example_grads
+    H_inv_g = np.linalg.solve(hessian(theta, X, y, lam), grad_fn(theta, X[indices], y[indices]).T)
+    g_test = grad_fn(theta, X_test, y_test).mean(0)
     return g_test @ H_inv_g / len(y)
 
 
@@ -125,3 +140,51 @@ def second_order_terms(theta, X_sub, y_sub, lam: float, g_tr: np.ndarray, eps: f
     first = Hinv_gtr @ g_sub
     second = 0.5 * eps * np.einsum("nd,de,ne->n", Hinv_gtr, H, Hinv_gtr)
     return first, second
+
+
+# ----------------------------------------------------------------------------- the checks of notebook 01
+def newton_check(theta, X, y, lam: float, indices, eps_values, grad_fn=None) -> pd.DataFrame:
+    """Eq. 4 against retraining: mean relative error |predicted - actual| / |actual| of the parameter
+    change, per eps (it should shrink linearly with eps)."""
+    rows = []
+    for eps in eps_values:
+        errs = []
+        for i in indices:
+            actual = upweighted_fit(theta, X, y, lam, i, eps) - theta
+            pred = newton_step(theta, X, y, lam, i, eps, grad_fn=grad_fn)
+            errs.append(np.linalg.norm(pred - actual) / np.linalg.norm(actual))
+        rows.append({"eps": eps, "relative_error": float(np.mean(errs))})
+    return pd.DataFrame(rows)
+
+
+def fisher_hessian_gap(theta, X, y, lam: float, distances, seed: int = 0) -> pd.DataFrame:
+    """|F - H|_F / |H|_F at theta* + t u along a random unit direction u, with the norm of the mean
+    gradient there: the empirical Fisher stands in for the Hessian only near the optimum."""
+    u = np.random.default_rng(seed).normal(size=theta.shape)
+    u /= np.linalg.norm(u)
+    rows = []
+    for t in distances:
+        th = theta + t * u
+        H = hessian(th, X, y, lam)
+        rows.append({"distance": t, "relative_gap": float(np.linalg.norm(empirical_fisher(th, X, y, lam) - H) / np.linalg.norm(H)),
+                     "mean_gradient_norm": float(np.linalg.norm(per_example_grads(th, X, y).mean(0) + lam * th))})
+    return pd.DataFrame(rows)
+
+
+def subset_curvature_check(theta, X, y, lam: float, sizes, seeds=range(5)) -> pd.DataFrame:
+    """Proposition 1: Spearman between self-influence with H_sub (random subsets of size M) and with the
+    full H, with H_sub taken at theta* ('no refit') or after fitting theta~ to the subset ('refit',
+    Assumption 1 / Remark 1); mean over seeds."""
+    reference = self_influence(per_example_grads(theta, X, y), hessian(theta, X, y, lam))
+    rows = []
+    for m in sizes:
+        plain, refit = [], []
+        for seed in seeds:
+            s = np.random.default_rng(seed).choice(len(y), m, replace=False)
+            plain.append(spearmanr(self_influence(per_example_grads(theta, X, y), hessian(theta, X[s], y[s], lam)),
+                                   reference).statistic)
+            ts = fit(X[s], y[s], lam, theta0=theta)
+            refit.append(spearmanr(self_influence(per_example_grads(ts, X, y), hessian(ts, X[s], y[s], lam)),
+                                   reference).statistic)
+        rows.append({"M": m, "spearman_no_refit": float(np.mean(plain)), "spearman_refit": float(np.mean(refit))})
+    return pd.DataFrame(rows)

@@ -319,3 +319,26 @@ def self_influence(model, batches, fisher: dict, damping=1e-8, scope: str = "all
         current.clear()
         total = np.sum(list(per_group.values()), axis=0)
         yield idx, total, losses.double().cpu().numpy(), (per_group if groups else {})
+
+
+def per_sample_gradient_matrix(model, batches, scope: str = "all", names=None, device="cpu") -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample gradients as a dense (N, d) float64 matrix over a small parameter block (`names`, or a
+    scope), with the pool indices of its rows: for exact full-Fisher checks (notebook 01, Eqs. 8-10)."""
+    params = scope_params(model, scope)
+    if names is not None:
+        missing = sorted(set(names) - set(params))
+        if missing:
+            raise InputError(f"unknown parameter(s) {missing[:3]}")
+        params = {n: params[n] for n in names}
+    order = list(params)
+    current: dict[str, torch.Tensor] = {}
+
+    def consume(name, grad):
+        current[name] = grad.flatten(1).double()
+
+    rows, index = [], []
+    for idx, _ in _run(model, batches, params, consume, device):
+        rows.append(torch.cat([current[n] for n in order], dim=1).cpu().numpy())
+        index.append(np.asarray(idx))
+        current.clear()
+    return np.concatenate(rows), np.concatenate(index)

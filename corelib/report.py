@@ -170,3 +170,33 @@ def plot_overlap(matrix: pd.DataFrame):
     ax.set_title("Jaccard overlap between coresets")
     fig.tight_layout()
     return fig
+
+
+def plot_lines(x, series: dict, xlabel: str, ylabel: str, title: str, logx: bool = False, logy: bool = False):
+    """Line plot of named series over x (check curves of notebook 01)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for name, ys in series.items():
+        ax.plot(x, ys, marker="o", label=name)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title, xscale="log" if logx else "linear",
+           yscale="log" if logy else "linear")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_scatter(x, y, xlabel: str, ylabel: str, title: str):
+    """Scatter with the identity line and Pearson / Spearman in the title (predicted vs actual)."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from scipy.stats import pearsonr, spearmanr
+
+    fig, ax = plt.subplots(figsize=(4.8, 4.5))
+    ax.scatter(x, y, s=12, alpha=0.7)
+    lo, hi = float(np.min([x, y])), float(np.max([x, y]))
+    ax.plot([lo, hi], [lo, hi], color="gray", lw=1)
+    ax.set(xlabel=xlabel, ylabel=ylabel,
+           title=f"{title}\nPearson {pearsonr(x, y).statistic:.3f}, Spearman {spearmanr(x, y).statistic:.3f}")
+    fig.tight_layout()
+    return fig

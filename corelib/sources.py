@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .config import cache_dir, repo_root
 from .data import RNA_LETTERS, PROTEIN_LETTERS, normalize, read_fasta
