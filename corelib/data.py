@@ -295,6 +295,29 @@ def gc_content(seq: str) -> float:
 
 
 # ----------------------------------------------------------------------------- tensors for the model
+def count_pool(fasta, modality: str, limit: int | None = None) -> int:
+    """Number of records (validating the whole file on the way)."""
+    n = 0
+    for _ in read_fasta(fasta, modality):
+        n += 1
+        if limit is not None and n >= limit:
+            break
+    return n
+
+
+def gather_tokens(fasta, modality: str, wanted, max_tokens: int) -> list[np.ndarray]:
+    """Token arrays of the pool indices in `wanted` (sorted), streamed from the FASTA."""
+    wanted = np.asarray(wanted)
+    out, k = [], 0
+    for i, rec in enumerate(read_fasta(fasta, modality)):
+        if k == len(wanted):
+            break
+        if i == wanted[k]:
+            out.extend(tokenize([rec.seq], modality, max_tokens))
+            k += 1
+    return out
+
+
 def tokenize(seqs, modality: str, max_tokens: int) -> list[np.ndarray]:
     """Token arrays (uint8, <cls> ... <eos>, cropped to max_tokens) for a list of sequences."""
     vocab = get_vocab(modality)

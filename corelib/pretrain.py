@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from .data import mlm_batches
+from .data import count_pool, gather_tokens, mlm_batches
 from .influence import per_sequence_loss
 
 
@@ -143,7 +143,6 @@ def pretrain_pool(fasta, modality: str, out_dir, preset, model: str | None = Non
     `model.pt` and `history.csv` in `out_dir` (resumable through `checkpoint.pt`). Returns the model."""
     from .config import choose_device
     from .models import build_model, save_checkpoint
-    from .scoring import count_pool, gather_tokens
 
     device = choose_device(device) if not isinstance(device, torch.device) else device
     out_dir = Path(out_dir)

@@ -13,7 +13,6 @@ are all-reduced in float64, so the result equals a one-process run.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import asdict
@@ -27,11 +26,12 @@ from tqdm import tqdm
 from . import __version__
 from .config import Preset, choose_device
 from .coreset import write_scores
-from .data import full_sequence_batches, mlm_batches, read_fasta, tokenize
+from .data import count_pool, full_sequence_batches, gather_tokens, mlm_batches, read_fasta, tokenize
 from .errors import InputError
 from .influence import diagonal_fisher, resolve_damping, scope_params, self_influence
 from .models import get_model, load_checkpoint, save_checkpoint
 from .pretrain import finetune_config, mean_gradient_norm, train_mlm
+from .sources import sha256_file
 
 COMPAT = {"bio-coreset": {"scope": "lm_head.dense", "damping": 1e-8, "width": 1024}}
 
@@ -55,29 +55,6 @@ def _barrier(world):
 
 
 # ----------------------------------------------------------------------------- pool access
-def count_pool(fasta, modality: str, limit: int | None = None) -> int:
-    """Number of records (validating the whole file on the way)."""
-    n = 0
-    for _ in read_fasta(fasta, modality):
-        n += 1
-        if limit is not None and n >= limit:
-            break
-    return n
-
-
-def gather_tokens(fasta, modality: str, wanted, max_tokens: int) -> list[np.ndarray]:
-    """Token arrays of the pool indices in `wanted` (sorted), streamed from the FASTA."""
-    wanted = np.asarray(wanted)
-    out, k = [], 0
-    for i, rec in enumerate(read_fasta(fasta, modality)):
-        if k == len(wanted):
-            break
-        if i == wanted[k]:
-            out.extend(tokenize([rec.seq], modality, max_tokens))
-            k += 1
-    return out
-
-
 def iter_shards(fasta, modality: str, shard_size: int, n: int):
     """Yield (shard number, records) of consecutive pool indices, streaming."""
     buf, shard = [], 0
@@ -90,14 +67,6 @@ def iter_shards(fasta, modality: str, shard_size: int, n: int):
             buf, shard = [], shard + 1
     if buf:
         yield shard, buf
-
-
-def _sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # ----------------------------------------------------------------------------- the stage
@@ -200,7 +169,7 @@ def run_scoring(fasta, modality: str, out_dir, preset: Preset, *, model: str | N
         meta = {**settings, **extra, "n_pool": n, "n_scored": int(len(scores)),
                 "skipped_nonfinite": sorted(set(skipped) | _previous_skips(out_dir)),
                 "damping_value": resolve_damping(fisher, damping), "fisher_count": m_count,
-                "fisher_sha256": _sha256(fisher_path), "fasta_sha256": _sha256(fasta),
+                "fisher_sha256": sha256_file(fisher_path), "fasta_sha256": sha256_file(fasta),
                 "sign": "negated (official bio-coreset): lower = more influential" if compat
                 else "score = g^T (diag F + lambda)^-1 g, higher = more influential",
                 "corelib_version": __version__, "model_spec": net.spec}

@@ -239,3 +239,12 @@ def test_composition_and_distribution_shift():
 def test_bad_input_is_a_clear_value_error(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_selection_needs_no_torch():
+    """A user selects a coreset from a score file on a laptop: corelib.selection imports numpy/pandas only."""
+    import subprocess
+    import sys
+
+    code = "import sys, corelib.selection, corelib.coreset; assert 'torch' not in sys.modules, 'torch imported'"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
