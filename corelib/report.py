@@ -200,3 +200,12 @@ def plot_scatter(x, y, xlabel: str, ylabel: str, title: str):
            title=f"{title}\nPearson {pearsonr(x, y).statistic:.3f}, Spearman {spearmanr(x, y).statistic:.3f}")
     fig.tight_layout()
     return fig
+
+
+def paper_results(table: str | None = None) -> pd.DataFrame:
+    """The numbers the paper reports in Tables 1-3, transcribed (corelib/paper_results.csv; Table 3's
+    Bin/SS/Aff columns read as ACC, ACC, MAE, RMSE, Table 1's last column as CRI-On MSE)."""
+    from pathlib import Path
+
+    df = pd.read_csv(Path(__file__).with_name("paper_results.csv"), dtype={"table": str})
+    return df if table is None else df[df["table"] == str(table)].reset_index(drop=True)

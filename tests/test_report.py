@@ -43,3 +43,23 @@ def test_table_round_trips_through_csv_and_markdown(root):
     csv, md = save_table(df, "05_table")
     pd.testing.assert_frame_equal(pd.read_csv(csv), df)
     assert "| CCI" in md.read_text() and "0.75" in md.read_text()
+
+
+def test_paper_tables_are_transcribed_consistently_with_their_bold_marks():
+    from corelib.report import paper_results
+
+    df = paper_results()
+    assert set(df["table"]) == {"1", "2a", "2b", "2c", "2d", "3"} and df["value"].notna().all()
+    assert not df.duplicated(["table", "task", "metric", "method", "data_size"]).any()
+    pruned = df[df["data_size"] == "0.2M"]
+
+    def best(task, metric):
+        sub = pruned[(pruned["task"] == task) & (pruned["metric"] == metric)]
+        pick = sub["value"].idxmin() if sub["lower_is_better"].iloc[0] else sub["value"].idxmax()
+        return sub.loc[pick, "method"]
+
+    # methods the paper prints in bold among the 0.2M coresets
+    assert best("TypeCls", "ACC") == best("Modif", "AUC") == best("CRI-On", "MSE") == "CCI"
+    assert best("SecStruct", "MCC") == best("DistMap", "R2") == best("RBP", "ACC") == "Top I"
+    assert best("Bin", "ACC") == best("SS", "ACC") == "CCI" and best("Aff", "MAE") == "Top I"
+    assert len(paper_results(3)) == 20
