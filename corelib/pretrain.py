@@ -40,15 +40,21 @@ def lr_factor(step: int, warmup: int, schedule: str) -> float:
 
 
 def train_mlm(model, tokens, indices, cfg: TrainConfig, device="cpu", out_dir=None, save_every: int = 0,
-              progress: bool = True, desc: str = "train") -> pd.DataFrame:
+              progress: bool = True, desc: str = "train", rank: int = 0, world: int = 1) -> pd.DataFrame:
     """Train `model` in place with MLM; returns the loss history (step, epoch, loss, lr).
 
     Masks are keyed by (1000 * seed + 1 + epoch, pool index): new masks each epoch, and never the
     scoring masks (keyed by seed). With `out_dir`, `checkpoint.pt` is written atomically every epoch
     and every `save_every` steps, and a rerun resumes from it, skipping the batches already done.
+    Under torchrun (world > 1) every global batch of `batch_size` is split across the ranks and each
+    rank's loss is scaled by world / batch_size, so DDP's averaged gradient is the one-process gradient.
     """
     vocab = model.vocab
     model.to(device)
+    net = model
+    if world > 1:
+        ids = [device.index] if getattr(device, "type", "cpu") == "cuda" else None
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg.warmup_steps, cfg.schedule))
     state = {"epoch": 0, "batch": 0, "step": 0, "history": []}
@@ -65,7 +71,7 @@ def train_mlm(model, tokens, indices, cfg: TrainConfig, device="cpu", out_dir=No
         state = saved["state"]
 
     def save():
-        if ckpt is None:
+        if ckpt is None or rank != 0:
             return
         ckpt.parent.mkdir(parents=True, exist_ok=True)
         tmp = ckpt.with_name(ckpt.name + ".tmp")
@@ -75,7 +81,7 @@ def train_mlm(model, tokens, indices, cfg: TrainConfig, device="cpu", out_dir=No
 
     n_batches = math.ceil(len(tokens) / cfg.batch_size)
     bar = tqdm(total=cfg.epochs * n_batches, initial=state["epoch"] * n_batches + state["batch"], desc=desc,
-               unit="batch", disable=not progress, leave=False)
+               unit="batch", disable=not progress or rank != 0, leave=False)
     model.train()
     while state["epoch"] < cfg.epochs:
         epoch = state["epoch"]
@@ -84,18 +90,29 @@ def train_mlm(model, tokens, indices, cfg: TrainConfig, device="cpu", out_dir=No
         for b, (inputs, labels, _) in enumerate(batches):
             if b < state["batch"]:
                 continue  # resumed mid-epoch: these batches were trained before the kill
-            inputs, labels = inputs.to(device), labels.to(device)
-            loss = per_sequence_loss(model(inputs), labels).mean()
+            size = inputs.shape[0]
+            mine = slice(rank, None, world)
+            if inputs[mine].shape[0] == 0:  # fewer sequences than ranks: join the all-reduce with zero weight
+                mine, weight = slice(0, 1), 0.0
+            else:
+                weight = world / size
+            inputs, labels = inputs[mine].to(device), labels[mine].to(device)
+            losses = per_sequence_loss(net(inputs), labels)
+            loss = losses.sum() * weight
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
-            state["history"].append({"step": state["step"], "epoch": epoch, "loss": float(loss.detach()),
+            total = losses.detach().sum() * (weight > 0)
+            if world > 1:
+                torch.distributed.all_reduce(total)
+            loss = total / size
+            state["history"].append({"step": state["step"], "epoch": epoch, "loss": float(loss),
                                      "lr": opt.param_groups[0]["lr"]})
             state["step"] += 1
             state["batch"] = b + 1
             bar.update(1)
-            bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
+            bar.set_postfix(loss=f"{float(loss):.3f}")
             if save_every and state["step"] % save_every == 0:
                 save()
         state["epoch"] += 1
@@ -141,10 +158,10 @@ def pretrain_pool(fasta, modality: str, out_dir, preset, model: str | None = Non
                   epochs: int | None = None, device=None, save_every: int = 200, progress: bool = True):
     """Pretrain a fresh model from scratch on a pool (or on the pool indices of a coreset) and save
     `model.pt` and `history.csv` in `out_dir` (resumable through `checkpoint.pt`). Returns the model."""
-    from .config import choose_device
+    from .config import barrier, dist_context
     from .models import build_model, save_checkpoint
 
-    device = choose_device(device) if not isinstance(device, torch.device) else device
+    rank, world, device = dist_context(device)
     out_dir = Path(out_dir)
     n = count_pool(fasta, modality, preset.pool_limit)
     idx = np.arange(n) if indices is None else np.sort(np.asarray(indices, dtype=np.int64))
@@ -155,9 +172,11 @@ def pretrain_pool(fasta, modality: str, out_dir, preset, model: str | None = Non
     tokens = gather_tokens(fasta, modality, idx, preset.max_tokens)
     net = build_model(modality, model or preset.model, seed=preset.seed)
     history = train_mlm(net, tokens, idx, pretrain_config(preset, epochs), device, out_dir=out_dir,
-                        save_every=save_every, progress=progress, desc=f"pretrain {modality}")
-    history.to_csv(out_dir / "history.csv", index=False)
-    save_checkpoint(net, out_dir / "model.pt", sequences=int(idx.size))
+                        save_every=save_every, progress=progress, desc=f"pretrain {modality}", rank=rank, world=world)
+    if rank == 0:
+        history.to_csv(out_dir / "history.csv", index=False)
+        save_checkpoint(net, out_dir / "model.pt", sequences=int(idx.size), world_size=world)
+    barrier(world)
     return net
 
 

@@ -24,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from . import __version__
-from .config import Preset, choose_device
+from .config import Preset, barrier as _barrier, dist_context
 from .coreset import write_scores
 from .data import count_pool, full_sequence_batches, gather_tokens, mlm_batches, read_fasta, tokenize
 from .errors import InputError
@@ -34,24 +34,6 @@ from .pretrain import finetune_config, mean_gradient_norm, train_mlm
 from .sources import sha256_file
 
 COMPAT = {"bio-coreset": {"scope": "lm_head.dense", "damping": 1e-8, "width": 1024}}
-
-
-# ----------------------------------------------------------------------------- distributed helpers
-def dist_context(device=None):
-    """(rank, world, device): initialises torch.distributed under torchrun (gloo on CPU, nccl on GPU)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not torch.distributed.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() and str(device or "cuda").startswith("cuda") else "gloo"
-        torch.distributed.init_process_group(backend)
-    rank = torch.distributed.get_rank() if world > 1 else 0
-    if device is None and torch.cuda.is_available():
-        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
-    return rank, world, choose_device(device)
-
-
-def _barrier(world):
-    if world > 1:
-        torch.distributed.barrier()
 
 
 # ----------------------------------------------------------------------------- pool access

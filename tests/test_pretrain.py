@@ -83,3 +83,28 @@ def test_a_checkpoint_from_other_settings_is_refused(tmp_path):
     (tmp_path / "x" / "model.pt").unlink()
     again = _cli(*_pretrain(tmp_path, "x", "--epochs", 2))
     assert again.returncode == 2 and "holds a run with other settings" in again.stderr
+
+
+def test_two_torchrun_processes_train_like_one(tmp_path):
+    one = _cli(*_pretrain(tmp_path, "one", "--epochs", 2, "--device", "cpu"))
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          "-m", "corelib", *map(str, _pretrain(tmp_path, "two", "--epochs", 2, "--device", "cpu"))],
+                         capture_output=True, text=True, env=ENV, timeout=300)
+    assert two.returncode == 0, two.stderr[-2000:]
+    one_model = load_checkpoint(tmp_path / "one" / "model.pt", "rna")
+    two_model = load_checkpoint(tmp_path / "two" / "model.pt", "rna")
+    # attention key biases get a mathematically zero gradient (softmax ignores a per-query shift), so Adam
+    # moves them by float noise that differs between runs without changing any output: compare outputs
+    a, b = one_model.state_dict(), two_model.state_dict()
+    assert all(torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-5) for k in a if "k_proj.bias" not in k)
+    from corelib.data import mlm_batches, tokenize
+    from corelib.sources import load_pool
+
+    tokens = tokenize(load_pool("rna_demo", "rna", limit=16)["seq"], "rna", 66)
+    x = next(iter(mlm_batches(tokens, np.arange(16), 16, one_model.vocab, mask_seed=0)))[0]
+    with torch.no_grad():
+        assert torch.allclose(one_model(x), two_model(x), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(pd.read_csv(tmp_path / "two" / "history.csv")["loss"],
+                               pd.read_csv(tmp_path / "one" / "history.csv")["loss"], rtol=1e-4)
+    assert torch.load(tmp_path / "two" / "model.pt", weights_only=True)["world_size"] == 2
