@@ -19,7 +19,7 @@ _EXPORTS = {
                 "summarize_pool", "join_pool"],
     "report": ["savefig", "save_table", "plot_pool_overview", "plot_loss_curves", "plot_score_panels",
                "plot_agreement", "plot_cci_strata", "plot_coreset_distributions", "plot_overlap", "plot_lines",
-               "plot_scatter", "paper_results"],
+               "plot_scatter", "paper_results", "paper_style_table", "save_paper_table"],
     "models": ["build_model", "load_checkpoint", "save_checkpoint", "get_model", "MaskedLM", "MODEL_PRESETS"],
     "influence": ["diagonal_fisher", "self_influence", "per_sequence_loss", "scope_params", "resolve_damping",
                   "per_sample_gradient_matrix",

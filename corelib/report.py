@@ -209,3 +209,57 @@ def paper_results(table: str | None = None) -> pd.DataFrame:
 
     df = pd.read_csv(Path(__file__).with_name("paper_results.csv"), dtype={"table": str})
     return df if table is None else df[df["table"] == str(table)].reset_index(drop=True)
+
+
+def paper_style_table(long: pd.DataFrame, references=("RNA-FM", "ESM-C", "Raw"), decimals: int = 2):
+    """Tables 1-3 layout from long rows (method, data_size, task, metric, lower_is_better, value [, std]):
+    one row per method and data size, one column per task/metric ('MAE ↓' for lower-is-better); the best
+    value of each column among the non-reference rows in bold, the second underlined, as the paper
+    marks them. Returns (numbers, marks) where marks[col][row] is 'best', 'second' or ''."""
+    long = long.copy()
+    long["column"] = long["task"] + " " + long["metric"] + long["lower_is_better"].map({True: " ↓", False: ""})
+    keys = ["method", "data_size"]
+    order = long[keys].drop_duplicates()
+    numbers = long.pivot_table(index=keys, columns="column", values="value", sort=False).reindex(
+        pd.MultiIndex.from_frame(order))
+    numbers = numbers[list(dict.fromkeys(long["column"]))]
+    lower = long.drop_duplicates("column").set_index("column")["lower_is_better"]
+    marks = pd.DataFrame("", index=numbers.index, columns=numbers.columns)
+    compete = ~numbers.index.get_level_values("method").isin(references)
+    for col in numbers.columns:
+        vals = numbers.loc[compete, col].dropna()
+        ranked = vals.sort_values(ascending=bool(lower[col])).index
+        for label, row in zip(("best", "second"), ranked[:2]):
+            marks.loc[row, col] = label
+    if "std" in long.columns:
+        spread = long.pivot_table(index=keys, columns="column", values="std", sort=False).reindex(numbers.index)
+        numbers.attrs["std"] = spread[numbers.columns]
+    numbers.attrs["decimals"] = decimals
+    return numbers, marks
+
+
+def _render(numbers: pd.DataFrame, marks: pd.DataFrame, bold: str, under: str) -> pd.DataFrame:
+    fmt = f"{{:.{numbers.attrs.get('decimals', 2)}f}}"
+    std = numbers.attrs.get("std")
+    out = numbers.copy().astype(object)
+    for col in numbers.columns:
+        for row in numbers.index:
+            v = numbers.loc[row, col]
+            text = "" if pd.isna(v) else fmt.format(v)
+            if std is not None and not pd.isna(std.loc[row, col]) and text:
+                text += " ± " + fmt.format(std.loc[row, col])
+            mark = marks.loc[row, col]
+            out.loc[row, col] = bold.format(text) if mark == "best" else under.format(text) if mark == "second" else text
+    return out.reset_index()
+
+
+def save_paper_table(long: pd.DataFrame, name: str, references=("RNA-FM", "ESM-C", "Raw"), decimals: int = 2):
+    """Write a paper-style table as figures/NAME.csv (numbers), .md (bold / underline) and .tex."""
+    numbers, marks = paper_style_table(long, references, decimals)
+    csv = _target(name, ".csv")
+    numbers.reset_index().to_csv(csv, index=False)
+    md = _target(name, ".md")
+    md.write_text(_render(numbers, marks, "**{}**", "<u>{}</u>").to_markdown(index=False) + "\n")
+    tex = _target(name, ".tex")
+    tex.write_text(_render(numbers, marks, "\\textbf{{{}}}", "\\underline{{{}}}").to_latex(index=False).replace("↓", "$\\downarrow$"))
+    return csv, md, tex

@@ -63,3 +63,27 @@ def test_paper_tables_are_transcribed_consistently_with_their_bold_marks():
     assert best("SecStruct", "MCC") == best("DistMap", "R2") == best("RBP", "ACC") == "Top I"
     assert best("Bin", "ACC") == best("SS", "ACC") == "CCI" and best("Aff", "MAE") == "Top I"
     assert len(paper_results(3)) == 20
+
+
+def test_paper_style_table_marks_best_and_second_like_the_paper(root):
+    from corelib.report import paper_results, paper_style_table, save_paper_table
+
+    numbers, marks = paper_style_table(paper_results(1))
+    assert marks.loc[("CCI", "0.2M"), "TypeCls ACC"] == "best" and marks.loc[("Top I", "0.2M"), "TypeCls ACC"] == "second"
+    assert marks.loc[("CCI", "0.2M"), "CRI-On MSE ↓"] == "best"                  # lower is better
+    assert marks.loc[("Top I", "0.2M"), "CRI-On MSE ↓"] == "second"
+    assert marks.loc[("RNA-FM", "23M"), "TypeCls ACC"] == ""                     # references are not ranked
+    assert numbers.loc[("Random", "2M"), "Modif AUC"] == 92.82
+    csv, md, tex = save_paper_table(paper_results(1), "05_paper_table1")
+    assert "**82.88**" in md.read_text() and "<u>82.51</u>" in md.read_text()
+    assert "\\textbf{82.88}" in tex.read_text() and "$\\downarrow$" in tex.read_text()
+    assert pd.read_csv(csv).shape == (8, 2 + 5)
+
+
+def test_paper_style_table_shows_the_spread_over_seeds(root):
+    from corelib.report import save_paper_table
+
+    long = pd.DataFrame({"method": ["Random", "CCI"], "data_size": ["32", "32"], "task": "TypeCls", "metric": "ACC",
+                         "lower_is_better": False, "value": [50.0, 60.0], "std": [1.5, 2.0]})
+    _, md, _ = save_paper_table(long, "05_ours")
+    assert "**60.00 ± 2.00**" in md.read_text() and "<u>50.00 ± 1.50</u>" in md.read_text()
