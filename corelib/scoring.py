@@ -105,6 +105,8 @@ def run_scoring(fasta, modality: str, out_dir, preset: Preset, *, model: str | N
     if fisher_path.exists():
         saved = torch.load(fisher_path, map_location="cpu", weights_only=True)
         fisher, m_count = saved["fisher"], saved["count"]
+        if saved.get("grad_norm_subset") is not None:
+            extra["grad_norm_subset"] = saved["grad_norm_subset"]
     else:
         if compat:
             all_idx = np.arange(n)
@@ -117,11 +119,12 @@ def run_scoring(fasta, modality: str, out_dir, preset: Preset, *, model: str | N
         fisher, m_count = _fisher_all_reduce(net, mine, scope, device, world, bar)
         bar.close()
         if rank == 0:
-            _atomic_torch_save({"fisher": fisher, "count": m_count, "scope": scope}, fisher_path)
+            if compat is None:  # Assumption 1 check: the mean D_sub gradient of the model that is scored
+                extra["grad_norm_subset"] = mean_gradient_norm(net, sub_batches(), device)
+            _atomic_torch_save({"fisher": fisher, "count": m_count, "scope": scope,
+                                "grad_norm_subset": extra.get("grad_norm_subset")}, fisher_path)
         _barrier(world)
     fisher = {k: v.to(device) for k, v in fisher.items()}
-    if compat is None:  # Assumption 1 check: the mean D_sub gradient of the model that is scored
-        extra["grad_norm_subset"] = mean_gradient_norm(net, sub_batches(), device)
 
     # --- Eq. 11 for every pool sequence, shard by shard
     shard_dir = out_dir / "shards"
@@ -234,7 +237,7 @@ def ensure_scores(preset: Preset, modality: str, finetune: bool = True, scope: s
     if checkpoint is None:
         checkpoint = ensure_pretrained(fasta, modality, root / "reference" / modality, preset, device=device,
                                        progress=progress)
-    out = root / "scores" / f"{modality}_{'ft' if finetune else 'noft'}"
+    out = root / "scores" / (f"{modality}_{'ft' if finetune else 'noft'}" + ("" if scope == "all" else f"_{scope}"))
     if not (out / "scores.parquet").exists():
         run_scoring(fasta, modality, out, preset, checkpoint=checkpoint, scope=scope, finetune=finetune,
                     device=device, progress=progress)
