@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import choose_device, get_preset
+from .config import choose_device
 from .data import length_batches, mlm_batches, tokenize
 from .influence import diagonal_fisher, per_sequence_loss, scope_params, self_influence
 from .models import build_model

@@ -14,8 +14,6 @@ are all-reduced in float64, so the result equals a one-process run.
 from __future__ import annotations
 
 import json
-import os
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
