@@ -38,7 +38,7 @@ def _data(args) -> int:
 
 def _select(args) -> int:
     from . import __version__
-    from .coreset import read_scores, select_indices, write_coreset
+    from .coreset import read_scores, score_file, select_indices, write_coreset
     from .errors import InputError
     from .sources import sha256_file
 
@@ -59,11 +59,11 @@ def _select(args) -> int:
         clusters = table.reindex(scores["id"]).to_numpy()
     rows = select_indices(args.method, scores, budget, seed=seed, hard_cutoff=beta, strata=args.strata,
                           cap=args.cap, clusters=clusters, column=args.column)
-    score_file = args.scores if str(args.scores).endswith(".parquet") else f"{args.scores}/scores.parquet"
+    path = score_file(args.scores)
     manifest = {"method": args.method, "seed": seed, "budget": int(len(rows)), "n_pool": int(len(scores)),
                 "parameters": {"budget": args.budget, "rate": args.rate, "hard_cutoff": beta, "strata": args.strata,
                                "cap": args.cap, "min_seq_id": args.min_seq_id, "column": args.column},
-                "scores_file": str(score_file), "scores_sha256": sha256_file(score_file),
+                "scores_file": str(path), "scores_sha256": sha256_file(path),
                 "fasta": str(fasta), "modality": modality, "corelib_version": __version__}
     out = write_coreset(args.out, scores, rows, fasta, modality, manifest)
     print(f"{args.method}: {len(rows)} of {len(scores)} sequences -> {out}")

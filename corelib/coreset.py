@@ -6,7 +6,6 @@ coreset: `ids.txt`, `indices.npy`, `coreset.fasta`, `manifest.json` (method, par
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -14,15 +13,10 @@ import pandas as pd
 
 from . import selection
 from .errors import InputError
+from .files import atomic_write
 
 SCORE_COLUMNS = ("id", "index", "length", "score")
 METHODS = ("random", "topk", "bottomk", "cci", "cci-quantile", "cci-official", "length", "band", "cluster")
-
-
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 def write_scores(df: pd.DataFrame, meta: dict, out_dir) -> Path:
@@ -30,16 +24,20 @@ def write_scores(df: pd.DataFrame, meta: dict, out_dir) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "scores.parquet"
-    _atomic_write(path, lambda p: df.to_parquet(p, index=False))
-    _atomic_write(out_dir / "scores.json", lambda p: p.write_text(json.dumps(meta, indent=2, sort_keys=True)))
+    atomic_write(path, lambda p: df.to_parquet(p, index=False))
+    atomic_write(out_dir / "scores.json", lambda p: p.write_text(json.dumps(meta, indent=2, sort_keys=True)))
     return path
+
+
+def score_file(path) -> Path:
+    """The parquet file of a score path given as the file or as its folder."""
+    path = Path(path)
+    return path / "scores.parquet" if path.is_dir() else path
 
 
 def read_scores(path) -> tuple[pd.DataFrame, dict]:
     """Read a score file (or its folder); checks the columns, order and finiteness."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "scores.parquet"
+    path = score_file(path)
     if not path.exists():
         raise InputError(f"{path}: score file not found")
     try:
@@ -122,12 +120,14 @@ def write_coreset(out_dir, scores: pd.DataFrame, rows: np.ndarray, fasta, modali
         if written != len(expect):
             raise InputError(f"{fasta}: holds only {written} of the {len(expect)} selected records")
 
-    _atomic_write(out_dir / "coreset.fasta", fasta_out)
-    _atomic_write(out_dir / "ids.txt", lambda p: p.write_text("".join(f"{i}\n" for i in ids)))
-    with open(out_dir / "indices.npy.tmp", "wb") as fh:
-        np.save(fh, pool_idx)
-    os.replace(out_dir / "indices.npy.tmp", out_dir / "indices.npy")
-    _atomic_write(out_dir / "manifest.json", lambda p: p.write_text(json.dumps(manifest, indent=2, sort_keys=True)))
+    def indices_out(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:  # a handle: np.save would append .npy to a .tmp name
+            np.save(fh, pool_idx)
+
+    atomic_write(out_dir / "coreset.fasta", fasta_out)
+    atomic_write(out_dir / "ids.txt", lambda p: p.write_text("".join(f"{i}\n" for i in ids)))
+    atomic_write(out_dir / "indices.npy", indices_out)
+    atomic_write(out_dir / "manifest.json", lambda p: p.write_text(json.dumps(manifest, indent=2, sort_keys=True)))
     return out_dir
 
 

@@ -201,12 +201,12 @@ def save_checkpoint(model: MaskedLM, path, **extra) -> Path:
     """Save weights plus the architecture (`load_checkpoint` rebuilds it); written atomically."""
     if model.kind == "hf":
         raise InputError("save Hugging Face models with their own save_pretrained")
+    from .files import atomic_write
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"corelib_spec": model.spec, "modality": model.modality, "model": model.net.state_dict(), **extra}, tmp)
-    tmp.replace(path)
-    return path
+    state = {"corelib_spec": model.spec, "modality": model.modality, "model": model.net.state_dict(), **extra}
+    return atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
 def get_model(modality: str, preset: str = "tiny", checkpoint=None, seed: int = 0) -> MaskedLM:

@@ -13,6 +13,7 @@ import torch
 from tqdm import tqdm
 
 from .data import count_pool, gather_tokens, mlm_batches
+from .files import atomic_write
 from .influence import per_sequence_loss
 
 
@@ -74,10 +75,9 @@ def train_mlm(model, tokens, indices, cfg: TrainConfig, device="cpu", out_dir=No
         if ckpt is None or rank != 0:
             return
         ckpt.parent.mkdir(parents=True, exist_ok=True)
-        tmp = ckpt.with_name(ckpt.name + ".tmp")
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                    "state": state, "config": asdict(cfg)}, tmp)
-        tmp.replace(ckpt)
+        saved = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                 "state": state, "config": asdict(cfg)}
+        atomic_write(ckpt, lambda tmp: torch.save(saved, tmp))
 
     n_batches = math.ceil(len(tokens) / cfg.batch_size)
     bar = tqdm(total=cfg.epochs * n_batches, initial=state["epoch"] * n_batches + state["batch"], desc=desc,

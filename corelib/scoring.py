@@ -26,6 +26,7 @@ from .config import Preset, barrier as _barrier, dist_context
 from .coreset import write_scores
 from .data import count_pool, full_sequence_batches, gather_tokens, mlm_batches, read_fasta, tokenize
 from .errors import InputError
+from .files import atomic_write
 from .influence import diagonal_fisher, resolve_damping, scope_params, self_influence
 from .models import get_model, load_checkpoint, save_checkpoint
 from .pretrain import finetune_config, mean_gradient_norm, train_mlm
@@ -119,8 +120,9 @@ def run_scoring(fasta, modality: str, out_dir, preset: Preset, *, model: str | N
         if rank == 0:
             if compat is None:  # Assumption 1 check: the mean D_sub gradient of the model that is scored
                 extra["grad_norm_subset"] = mean_gradient_norm(net, sub_batches(), device)
-            _atomic_torch_save({"fisher": fisher, "count": m_count, "scope": scope,
-                                "grad_norm_subset": extra.get("grad_norm_subset")}, fisher_path)
+            saved = {"fisher": fisher, "count": m_count, "scope": scope,
+                     "grad_norm_subset": extra.get("grad_norm_subset")}
+            atomic_write(fisher_path, lambda tmp: torch.save(saved, tmp))
         _barrier(world)
     fisher = {k: v.to(device) for k, v in fisher.items()}
 
@@ -142,9 +144,7 @@ def run_scoring(fasta, modality: str, out_dir, preset: Preset, *, model: str | N
             raise InputError(f"sequence {bad[0]!r} gave a non-finite gradient; {done} finished shard(s) are kept "
                              f"in {shard_dir}; rerun with --skip-nonfinite to leave it out")
         skipped += bad
-        tmp = path.with_name(path.name + ".tmp")
-        frame.to_parquet(tmp, index=False)
-        tmp.replace(path)
+        atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
     bar.close()
     _barrier(world)
     if rank == 0:
@@ -164,12 +164,6 @@ def run_scoring(fasta, modality: str, out_dir, preset: Preset, *, model: str | N
 def _previous_skips(out_dir: Path) -> set:
     meta = out_dir / "scores.json"
     return set(json.loads(meta.read_text()).get("skipped_nonfinite", [])) if meta.exists() else set()
-
-
-def _atomic_torch_save(obj, path: Path):
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
 
 
 def _check_run(out_dir: Path, settings: dict, rank: int, world: int):

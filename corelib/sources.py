@@ -23,6 +23,7 @@ from tqdm import tqdm
 from .config import cache_dir, repo_root
 from .data import RNA_LETTERS, PROTEIN_LETTERS, normalize, read_fasta
 from .errors import InputError
+from .files import atomic_write
 
 MAX_RESIDUES = 1022  # RNA-FM's limit of 1024 tokens, <cls> and <eos> included
 
@@ -224,13 +225,15 @@ def _write_fasta_gz(df: pd.DataFrame, path: Path) -> None:
     """Deterministic gzip FASTA: header `>id source=S family=F [extra=...]`, one sequence line."""
     extra = [c for c in ("rfam", "go") if c in df.columns]
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=9) as gz:
-        for row in df.itertuples(index=False):
-            tags = "".join(f" {c}={getattr(row, c)}" for c in extra
-                           if isinstance(getattr(row, c), str) and getattr(row, c))
-            gz.write(f">{row.id} source={row.source} family={row.family}{tags}\n{row.seq}\n".encode())
-    os.replace(tmp, path)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=9) as gz:
+            for row in df.itertuples(index=False):
+                tags = "".join(f" {c}={getattr(row, c)}" for c in extra
+                               if isinstance(getattr(row, c), str) and getattr(row, c))
+                gz.write(f">{row.id} source={row.source} family={row.family}{tags}\n{row.seq}\n".encode())
+
+    atomic_write(path, write)
 
 
 def _readers(modality: str):
