@@ -93,7 +93,7 @@ class PerSampleGradients(contextlib.AbstractContextManager):
     def __init__(self, model, params: dict[str, nn.Parameter], consume):
         self.model, self.consume = model, consume
         self.names = {id(p): n for n, p in params.items()}
-        self.handles, self.buffer, self.outputs = [], {}, []
+        self.handles, self.buffer, self.outputs, self.features = [], {}, [], {}
         self.batch_size = None
         users = defaultdict(int)
         plan = []
@@ -110,7 +110,7 @@ class PerSampleGradients(contextlib.AbstractContextManager):
         self.tied = {i for i, c in users.items() if c > 1}
         self.time_first = tuple(getattr(model, "time_first", ()))
         for mname, mod in plan:
-            self.handles.append(mod.register_forward_hook(self._forward_hook(mname, mod)))
+            self.handles.append(mod.register_forward_hook(self._forward_hook(mname)))
             if _is_lm_head(mod) and not hasattr(mod, "decoder"):
                 self.handles.append(mod.layer_norm.register_forward_hook(self._keep_output(mod)))
 
@@ -132,9 +132,7 @@ class PerSampleGradients(contextlib.AbstractContextManager):
     def __exit__(self, *exc):
         for h in self.handles:
             h.remove()
-        for mod in self.model.modules():  # drop the kept LM-head features (and the graph they hold)
-            if hasattr(mod, "_corelib_features"):
-                del mod._corelib_features
+        self.features.clear()  # the kept LM-head inputs hold a graph
         self.outputs.clear()
         return False
 
@@ -166,15 +164,15 @@ class PerSampleGradients(contextlib.AbstractContextManager):
 
     def _keep_output(self, head):
         def hook(mod, inputs, output):
-            head._corelib_features = output
+            self.features[id(head)] = output
         return hook
 
-    def _forward_hook(self, mname, mod):
+    def _forward_hook(self, mname):
         def hook(module, inputs, output):
             if not torch.is_grad_enabled() or not output.requires_grad:
                 return
             inp = inputs[0]
-            features = getattr(module, "_corelib_features", None)
+            features = self.features.get(id(module))
 
             # The model gets a clone; the clone's hook receives dL/d(output) even if the model later
             # modifies it in place (fair-esm scales q_proj's output in place), and autograd.grad

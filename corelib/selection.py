@@ -272,9 +272,9 @@ def clumping(scores, picked) -> float:
     s = _scores(scores)
     rank = np.empty(s.size, dtype=np.int64)
     rank[np.lexsort((np.arange(s.size), s))] = np.arange(s.size)
+    r = rank[np.asarray(picked)] + 1  # positions in score order, shifted so both neighbours exist
     on = np.zeros(s.size + 2, dtype=bool)
-    on[rank[np.asarray(picked)] + 1] = True
-    r = rank[np.asarray(picked)] + 1
+    on[r] = True
     return float(np.mean(on[r - 1] | on[r + 1])) if r.size else 0.0
 
 
