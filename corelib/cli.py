@@ -25,7 +25,7 @@ def _data(args) -> int:
     elif args.data_verb == "build":
         from .sources import build_dataset
 
-        names = args.names or ["rna_demo", "protein_demo"]
+        names = args.names or ["rna_typecls", "rna_ss", "protein_loc", "protein_struct", "rna_demo", "protein_demo"]
         for name in names:
             print(f"built {build_dataset(name, full=args.full, out_dir=args.out)}")
     elif args.data_verb == "verify":
@@ -107,6 +107,24 @@ def _pretrain(args) -> int:
     return 0
 
 
+def _experiment(args) -> int:
+    from .config import get_preset
+    from .experiment import evaluate_cells, pretrain_cells, summarize, verdicts
+    from .report import save_experiment_tables
+
+    preset = get_preset(args.preset)
+    for modality in (["rna", "protein"] if args.modality == "both" else [args.modality]):
+        reference = getattr(args, f"{modality}_reference")
+        pretrain_cells(preset, modality, device=args.device, progress=not args.quiet, reference=reference)
+        if args.stage == "pretrain":
+            continue
+        summary = summarize(evaluate_cells(preset, modality, device=args.device, progress=not args.quiet,
+                                           reference=reference))
+        for path in save_experiment_tables(summary, verdicts(summary), preset.name, modality):
+            print(f"{modality}: {path}")
+    return 0
+
+
 def _common(p, out_help):
     p.add_argument("--fasta", required=True, help="pool FASTA, or a data set name (rna_demo, protein_demo, ...)")
     p.add_argument("--modality", required=True, choices=["rna", "protein"])
@@ -143,8 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("file")
     c.add_argument("--modality", required=True, choices=["rna", "protein"])
     c.add_argument("--max-tokens", type=int, default=1024, help="crop limit incl. <cls>/<eos> (default 1024)")
-    b = dsub.add_parser("build", help="rebuild data sets from Debian packages (default: both demo pools)")
-    b.add_argument("names", nargs="*", help="rna_demo, protein_demo")
+    b = dsub.add_parser("build", help="rebuild data sets from Debian packages (default: the labelled sets, then both pools)")
+    b.add_argument("names", nargs="*", help="rna_demo, protein_demo, rna_typecls, rna_ss, protein_loc, protein_struct")
     b.add_argument("--full", action="store_true", help="every sequence, written to the cache (not committed)")
     b.add_argument("--out", default=None, help="output folder (default: data_manifests/files, or the cache for --full)")
     dsub.add_parser("verify", help="check the committed demo files against their manifests' sha256")
@@ -188,6 +206,17 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--epochs", type=int, default=None)
     pt.add_argument("--save-every", type=int, default=200, help="checkpoint every N steps (and every epoch)")
     pt.set_defaults(func=_pretrain)
+
+    e = sub.add_parser("experiment", help="the Tables 1-3 grid: coresets, pretraining, downstream tasks, verdicts")
+    e.add_argument("--preset", default="smoke", help="smoke / demo / paper")
+    e.add_argument("--modality", default="both", choices=["rna", "protein", "both"])
+    e.add_argument("--stage", default="all", choices=["all", "pretrain"], help="pretrain only, or everything")
+    e.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA when available)")
+    e.add_argument("--rna-reference", default=None, help="checkpoint scoring the RNA pool and giving the Full pool "
+                   "row (e.g. RNA-FM_pretrained.pth); default: pretrain one on the pool")
+    e.add_argument("--protein-reference", default=None, help="the same for proteins (a fair-esm .pt or HF folder)")
+    e.add_argument("--quiet", action="store_true", help="no progress bars")
+    e.set_defaults(func=_experiment)
 
     r = sub.add_parser("run-notebooks", help="execute every notebook headless with papermill")
     r.add_argument("--preset", default="smoke", help="smoke / demo / paper")

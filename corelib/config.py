@@ -35,6 +35,10 @@ class Preset:
     hard_cutoff: float = 0.05              # beta (A.1)
     strata: int = 50                       # k (A.1)
     seeds: tuple[int, ...] = (0, 1, 2)     # B.3
+    downstream_train: int | None = None    # at most this many train / test rows per labelled set (None = all)
+    downstream_test: int | None = None
+    downstream_epochs: int | None = None   # None = the epochs of Appendix B's protocols
+    downstream_lr: float | None = None     # frozen-encoder heads only; None = Appendix B's learning rates
     seed: int = 0                          # A.6
 
     def replace(self, **overrides) -> "Preset":
@@ -48,14 +52,17 @@ class Preset:
 
 PRESETS: dict[str, Preset] = {
     # CPU minutes: a slice of the embedded demo pools, a tiny model, short sequences.
-    # (a tiny model learns nothing in a few dozen steps at lr 1e-4, so smoke pretrains at 1e-3)
+    # (a tiny model learns nothing in a few dozen steps at lr 1e-4, so smoke pretrains at 1e-3, and its
+    # downstream tasks train for a few epochs, frozen-encoder heads at 1e-3, on a slice of each labelled set)
     "smoke": Preset(name="smoke", pool_limit=256, max_tokens=130, model="tiny", batch_size=16,
                     subset_size=64, ft_warmup_steps=2, pretrain_lr=1e-3, pretrain_warmup_steps=10,
-                    pretrain_epochs=4, budget=32, strata=10, seeds=(0,)),
-    # About an hour on 2 CPU cores: the whole embedded demo pools, a small model.
+                    pretrain_epochs=4, budget=24, strata=10, seeds=(0,), downstream_train=160,
+                    downstream_test=80, downstream_epochs=6, downstream_lr=1e-3),
+    # About an hour on 2 CPU cores: the whole embedded demo pools, a small model; downstream 10 epochs, frozen-
+    # encoder heads at lr 1e-3 (Appendix B's 1e-5 moves a head on these small sets too little to compare encoders).
     "demo": Preset(name="demo", max_tokens=258, model="small", subset_size=1000,
-                   ft_warmup_steps=10, pretrain_lr=5e-4, pretrain_warmup_steps=200, pretrain_epochs=3,
-                   budget=500, strata=20, seeds=(0, 1, 2)),
+                   ft_warmup_steps=10, pretrain_lr=1e-3, pretrain_warmup_steps=200, pretrain_epochs=3,
+                   budget=400, strata=20, seeds=(0, 1, 2), downstream_epochs=10, downstream_lr=1e-3),
     # Appendix A: RNA-FM size, full corpora (RNAcentral / UniRef50), GPU.
     "paper": Preset(name="paper", rna_pool="rnacentral", protein_pool="uniref50", model="paper"),
 }

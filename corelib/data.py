@@ -350,3 +350,14 @@ def full_sequence_batches(tokens: list[np.ndarray], indices, batch_size: int, vo
             padded[i, : len(r)] = r
         x = torch.from_numpy(padded)
         yield x, x.clone(), indices[start : start + batch_size]
+
+
+def residue_entropy(seqs) -> float:
+    """Entropy (nats) of the residue frequencies of a set of sequences: the MLM loss of a model that
+    predicts every masked residue from those frequencies alone."""
+    counts = collections.Counter()
+    for s in seqs:
+        counts.update(s)
+    p = np.array(list(counts.values()), dtype=np.float64)
+    p /= p.sum()
+    return float(-(p * np.log(p)).sum())

@@ -105,7 +105,25 @@ def build_model(modality: str, preset: str = "tiny", seed: int = 0) -> MaskedLM:
         raise InputError(f"unknown model preset {preset!r} for {modality}; choose one of {', '.join(known)}")
     spec = MODEL_PRESETS[key]
     torch.manual_seed(seed)
-    return MaskedLM(_build_net(spec, modality), spec.family, modality, asdict(spec))
+    net = _build_net(spec, modality)
+    net.apply(_bert_init)
+    return MaskedLM(net, spec.family, modality, asdict(spec))
+
+
+def _bert_init(module: nn.Module) -> None:
+    """BERT / ESM-2 initialisation for training from scratch (normal, std 0.02; zero biases; unit LayerNorm):
+    fair-esm's modules keep PyTorch's defaults, whose N(0, 1) token embeddings (tied to the LM head) start
+    the MLM loss near 15 nats instead of ln(vocabulary)."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+        if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+            with torch.no_grad():
+                module.weight[module.padding_idx].zero_()
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
 
 
 # ----------------------------------------------------------------------------- checkpoints

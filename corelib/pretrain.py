@@ -4,6 +4,7 @@ after warm-up; a checkpoint every epoch (and every `save_every` steps), resumabl
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -42,7 +43,8 @@ def lr_factor(step: int, warmup: int, schedule: str) -> float:
 
 def train_mlm(model, tokens, indices, cfg: TrainConfig, device="cpu", out_dir=None, save_every: int = 0,
               progress: bool = True, desc: str = "train", rank: int = 0, world: int = 1) -> pd.DataFrame:
-    """Train `model` in place with MLM; returns the loss history (step, epoch, loss, lr).
+    """Train `model` in place with MLM; returns the history (step, epoch, loss, lr, and the global batch's
+    sequences, real tokens and wall seconds, for throughput).
 
     Masks are keyed by (1000 * seed + 1 + epoch, pool index): new masks each epoch, and never the
     scoring masks (keyed by seed). With `out_dir`, `checkpoint.pt` is written atomically every epoch
@@ -91,6 +93,7 @@ def train_mlm(model, tokens, indices, cfg: TrainConfig, device="cpu", out_dir=No
             if b < state["batch"]:
                 continue  # resumed mid-epoch: these batches were trained before the kill
             size = inputs.shape[0]
+            started, n_tokens = time.perf_counter(), int((inputs != vocab.pad).sum())
             mine = slice(rank, None, world)
             if inputs[mine].shape[0] == 0:  # fewer sequences than ranks: join the all-reduce with zero weight
                 mine, weight = slice(0, 1), 0.0
@@ -108,7 +111,8 @@ def train_mlm(model, tokens, indices, cfg: TrainConfig, device="cpu", out_dir=No
                 torch.distributed.all_reduce(total)
             loss = total / size
             state["history"].append({"step": state["step"], "epoch": epoch, "loss": float(loss),
-                                     "lr": opt.param_groups[0]["lr"]})
+                                     "lr": opt.param_groups[0]["lr"], "sequences": size, "tokens": n_tokens,
+                                     "seconds": time.perf_counter() - started})
             state["step"] += 1
             state["batch"] = b + 1
             bar.update(1)
@@ -120,7 +124,7 @@ def train_mlm(model, tokens, indices, cfg: TrainConfig, device="cpu", out_dir=No
         save()
     bar.close()
     model.eval()
-    return pd.DataFrame(state["history"], columns=["step", "epoch", "loss", "lr"])
+    return pd.DataFrame(state["history"], columns=["step", "epoch", "loss", "lr", "sequences", "tokens", "seconds"])
 
 
 def finetune_config(preset) -> TrainConfig:

@@ -228,12 +228,14 @@ def paper_style_table(long: pd.DataFrame, references=("RNA-FM", "ESM-C", "Raw"),
     compete = ~numbers.index.get_level_values("method").isin(references)
     for col in numbers.columns:
         vals = numbers.loc[compete, col].dropna()
+        if vals.round(decimals).nunique() <= 1:   # all tied at the shown precision: nothing to mark
+            continue
         ranked = vals.sort_values(ascending=bool(lower[col])).index
         for label, row in zip(("best", "second"), ranked[:2]):
             marks.loc[row, col] = label
     if "std" in long.columns:
         spread = long.pivot_table(index=keys, columns="column", values="std", sort=False).reindex(numbers.index)
-        numbers.attrs["std"] = spread[numbers.columns]
+        numbers.attrs["std"] = spread.reindex(columns=numbers.columns)   # all-NaN (one seed) columns are dropped by pivot
     numbers.attrs["decimals"] = decimals
     return numbers, marks
 
@@ -261,5 +263,65 @@ def save_paper_table(long: pd.DataFrame, name: str, references=("RNA-FM", "ESM-C
     md = _target(name, ".md")
     md.write_text(_render(numbers, marks, "**{}**", "<u>{}</u>").to_markdown(index=False) + "\n")
     tex = _target(name, ".tex")
-    tex.write_text(_render(numbers, marks, "\\textbf{{{}}}", "\\underline{{{}}}").to_latex(index=False).replace("↓", "$\\downarrow$"))
+    tex.write_text(_render(numbers, marks, "\\textbf{{{}}}", "\\underline{{{}}}").to_latex(index=False).replace("↓", "$\\downarrow$").replace("±", "$\\pm$"))
     return csv, md, tex
+
+
+def size_label(n: int) -> str:
+    """Sequences as the paper writes data sizes: 24, 4.7k, 0.2M, 2.78B."""
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.3g}{unit}"
+    return str(int(n))
+
+
+def experiment_long(summary: pd.DataFrame) -> pd.DataFrame:
+    """`experiment.summarize` rows in the paper's table shape: 'Random 10x' is the Random row at 10x size."""
+    out = summary.copy()
+    out["method"] = out["method"].replace({"Random 10x": "Random"})
+    out["data_size"] = [size_label(n) for n in out["data_size"]]
+    return out[["method", "data_size", "task", "metric", "lower_is_better", "value", "std"]]
+
+
+def save_experiment_tables(summary: pd.DataFrame, verdicts: pd.DataFrame, preset: str, modality: str) -> list[Path]:
+    """Our Table 1-3 analogue (figures/05_<preset>_<modality>_table.csv/.md/.tex, mean ± std over seeds,
+    bold best / underlined second among the pruned rows) and the C1-C3 verdicts (.csv/.md)."""
+    long = experiment_long(summary)
+    paths = list(save_paper_table(long, f"05_{preset}_{modality}_table", references=("Full pool", "Raw")))
+    paths += list(save_table(verdicts, f"05_{preset}_{modality}_verdicts", floatfmt=".3g"))
+    return paths
+
+
+def plot_loss_panels(histories: dict, baselines: dict | None = None):
+    """One panel per modality: pretraining loss per step of every cell (rolling mean of 10), with the
+    residue-frequency entropy as a dashed line (a model below it learned more than residue counts)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(histories), figsize=(6.5 * len(histories), 4), squeeze=False)
+    for ax, (modality, cells) in zip(axes[0], histories.items()):
+        for name, h in cells.items():
+            ax.plot(h["step"], h["loss"].rolling(10, min_periods=1).mean(), label=f"{name} ({len(h)} steps)")
+        if baselines and modality in baselines:
+            ax.axhline(baselines[modality], color="k", ls="--", lw=1, label="residue-frequency entropy")
+        ax.set(xscale="symlog", xlim=(0, None), xlabel="step", ylabel="MLM loss per masked token",
+               title=f"{modality}: pretraining from scratch")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_downstream(summary: pd.DataFrame, title: str = ""):
+    """Bars of every task/metric per cell, with the standard deviation over seeds as error bars."""
+    import matplotlib.pyplot as plt
+
+    cols = list(dict.fromkeys(summary["task"] + " " + summary["metric"]))
+    cells = list(dict.fromkeys(summary["method"]))
+    fig, axes = plt.subplots(1, len(cols), figsize=(2.6 * len(cols), 3.6), squeeze=False)
+    for ax, col in zip(axes[0], cols):
+        sub = summary[(summary["task"] + " " + summary["metric"]) == col].set_index("method").reindex(cells)
+        ax.bar(range(len(cells)), sub["value"], yerr=sub["std"].fillna(0), color=plt.cm.tab10(range(len(cells))))
+        ax.set_xticks(range(len(cells)), cells, rotation=90, fontsize=7)
+        ax.set_title(col + (" ↓" if sub["lower_is_better"].iloc[0] else ""), fontsize=9)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -37,6 +37,7 @@ PACKAGES = {
     "metastudent-data": "2.0.1-8",
     "mmseqs2-examples": "14-7e284+ds-1",
     "mmseqs2": None, "libgzstream0": None,
+    "promod3-data": "3.2.1+ds-6",
 }
 BLAST_PKGS = ["ncbi-blast+", "liblmdb0", "libmbedtls14", "libmbedcrypto7", "libmbedx509-1"]
 RRNA_DIR = "usr/share/ncbi/data"
@@ -245,15 +246,25 @@ def _readers(modality: str):
 
 
 def build_dataset(name: str, full: bool = False, out_dir: Path | None = None) -> Path:
-    """Rebuild a pool from Debian packages (demo: the committed file; full: every sequence, cache only)."""
+    """Rebuild a pool from Debian packages (demo: the committed file; full: every sequence, cache only),
+    leaving out the test sequences of the labelled sets; labelled set names build those."""
+    from .labelled import LABELLED, build_labelled
+
+    if name in LABELLED and not full:
+        return build_labelled(name, out_dir)
     if name not in DATASETS:
-        raise InputError(f"unknown data set {name!r}; buildable: {', '.join(DATASETS)}")
+        raise InputError(f"unknown data set {name!r}; buildable: {', '.join([*DATASETS, *LABELLED])}")
     spec = DATASETS[name]
     modality = spec["modality"]
     pkgs, readers = _readers(modality)
     versions = fetch_packages(tqdm(pkgs, desc="packages", leave=False))
     rows = [row for read in tqdm(readers, desc="sources", leave=False) for row in read()]
     df, stats = _clean(rows, modality)
+    from .labelled import heldout_sequences
+
+    held = df["seq"].isin(heldout_sequences(modality, df))
+    stats["labelled_test_sequences_left_out"] = int(held.sum())
+    df = df[~held]
     if not full:
         df = _select_demo(df, spec)
     out_name = name if not full else name.replace("_demo", "_full")
@@ -307,7 +318,8 @@ def _manifest(name, modality, df, stats, versions, fasta: Path, full: bool) -> d
                    "max": int(lengths.max())},
         "processing": {**stats, "max_residues": MAX_RESIDUES,
                        "steps": "uppercase; T->U (RNA); drop records with letters outside the vocabulary; crop to "
-                                "1022 residues; drop exact duplicate sequences; order by sha256(id)"
+                                "1022 residues; drop exact duplicate sequences; leave out the test sequences of the labelled "
+                                "sets; order by sha256(id)"
                                 + ("" if full else "; demo quotas per source (and per family) by sha256(id); "
                                    "file ordered by sha256('order:' + id)")},
         "sources": sources,

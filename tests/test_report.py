@@ -87,3 +87,32 @@ def test_paper_style_table_shows_the_spread_over_seeds(root):
                          "lower_is_better": False, "value": [50.0, 60.0], "std": [1.5, 2.0]})
     _, md, _ = save_paper_table(long, "05_ours")
     assert "**60.00 ± 2.00**" in md.read_text() and "<u>50.00 ± 1.50</u>" in md.read_text()
+
+
+def test_data_sizes_are_written_as_in_the_paper():
+    from corelib.report import size_label
+
+    assert [size_label(n) for n in (0, 24, 4730, 200_000, 23_000_000, 2_780_000_000)] == \
+        ["0", "24", "4.73k", "200k", "23M", "2.78B"]
+
+
+def test_experiment_tables_mark_best_and_second_with_lower_is_better(root):
+    from corelib.experiment import summarize, verdicts
+    from corelib.report import save_experiment_tables
+
+    long = pd.DataFrame([{"cell": c, "data_size": n, "task": "Aff", "metric": m, "seed": s, "value": v + s}
+                         for c, n, base in [("Raw", 0, 9), ("Random", 24, 5), ("Random 10x", 240, 3), ("CCI", 24, 4),
+                                            ("Full pool", 256, 1)]
+                         for m, v in [("MAE", base), ("ACC", 10 * base)] for s in (0, 1)])
+    summary = summarize(long)
+    paths = save_experiment_tables(summary, verdicts(summary), "smoke", "protein")
+    assert [p.name for p in paths] == ["05_smoke_protein_table.csv", "05_smoke_protein_table.md",
+                                       "05_smoke_protein_table.tex", "05_smoke_protein_verdicts.csv",
+                                       "05_smoke_protein_verdicts.md"]
+    md = paths[1].read_text()
+    assert "Aff MAE ↓" in md
+    row = {line.split("|")[1].strip() + line.split("|")[2].strip(): line for line in md.splitlines()[2:]}
+    assert "**3.50 ± 0.71**" in row["Random240"] and "<u>4.50 ± 0.71</u>" in row["CCI24"]   # lower is better
+    assert "**50.50 ± 0.71**" in row["Random24"] and "<u>40.50 ± 0.71</u>" in row["CCI24"]  # higher is better
+    assert "**" not in row["Full pool256"] and "**" not in row["Raw0"]                    # references are not ranked
+    assert "\\textbf{3.50 $\\pm$ 0.71}" in paths[2].read_text()

@@ -25,7 +25,9 @@ def test_manifest_describes_the_committed_file(name):
 
 
 def test_verify_accepts_committed_files_and_rejects_a_changed_one(tmp_path, monkeypatch):
-    assert len(verify_datasets()) == len(DATASETS)
+    from corelib.labelled import LABELLED
+
+    assert len(verify_datasets()) == len(DATASETS) + len(LABELLED)
     root = tmp_path / "root"
     shutil.copytree(manifests_dir(), root / "data_manifests")
     with open(root / "data_manifests" / "files" / "rna_demo.fasta.gz", "ab") as fh:
