@@ -28,6 +28,10 @@ def _data(args) -> int:
         names = args.names or ["rna_typecls", "rna_ss", "protein_loc", "protein_struct", "rna_demo", "protein_demo"]
         for name in names:
             print(f"built {build_dataset(name, full=args.full, out_dir=args.out)}")
+    elif args.data_verb == "leakage":
+        from .labelled import leakage_report
+
+        print(leakage_report(args.names or None, args.min_seq_id).to_string(index=False))
     elif args.data_verb == "verify":
         from .sources import verify_datasets
 
@@ -166,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--full", action="store_true", help="every sequence, written to the cache (not committed)")
     b.add_argument("--out", default=None, help="output folder (default: data_manifests/files, or the cache for --full)")
     dsub.add_parser("verify", help="check the committed demo files against their manifests' sha256")
+    lk = dsub.add_parser("leakage", help="labelled test sequences found in the pools: exact and MMseqs2 near duplicates")
+    lk.add_argument("names", nargs="*", help="rna_typecls, rna_ss, protein_loc, protein_struct (default: all)")
+    lk.add_argument("--min-seq-id", type=float, default=0.9, help="MMseqs2 identity for a near duplicate")
     d.set_defaults(func=_data)
 
     from .coreset import METHODS

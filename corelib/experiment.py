@@ -133,8 +133,8 @@ def pretrain_cells(preset: Preset, modality: str, device=None, progress: bool = 
     is the Full pool row (RNA-FM / ESM); by default one is pretrained on the pool."""
     from .pretrain import ensure_pretrained, pretrain_pool
 
+    fasta, n_pool = _pool(preset, modality)   # a missing corpus is reported before anything is written
     check_settings(preset, modality)
-    fasta, n_pool = _pool(preset, modality)
     root = experiment_dir(preset, modality)
     histories = {}
     for cell in CELLS:
@@ -174,8 +174,8 @@ def evaluate_cells(preset: Preset, modality: str, device=None, progress: bool = 
     from .evaluate import evaluate_encoder
 
     device = choose_device(device)
-    check_settings(preset, modality)
     _, n_pool = _pool(preset, modality)
+    check_settings(preset, modality)
     root = experiment_dir(preset, modality)
     frames = []
     jobs = [(cell, seed) for cell in CELLS for seed in preset.seeds]

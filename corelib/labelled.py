@@ -337,3 +337,37 @@ def load_labelled(name: str) -> pd.DataFrame:
         raise InputError(f"{path}: missing; rebuild with: python -m corelib data build {name}")
     return pd.read_csv(path, sep="\t", dtype={"go": str, "compartment": str}, keep_default_na=False)
 
+
+def near_duplicates(test_seqs, pool_seqs, modality: str, min_seq_id: float = 0.9, coverage: float = 0.8) -> int:
+    """How many test sequences share an MMseqs2 linclust cluster (min_seq_id identity over `coverage` of the
+    member) with a pool sequence: the leakage that exact matching leaves."""
+    import tempfile
+
+    from .clusters import mmseqs_clusters
+
+    with tempfile.TemporaryDirectory() as tmp:
+        fasta = Path(tmp) / "all.fa"
+        with open(fasta, "w") as fh:
+            fh.writelines(f">t{i}\n{s}\n" for i, s in enumerate(test_seqs))
+            fh.writelines(f">p{i}\n{s}\n" for i, s in enumerate(pool_seqs))
+        table = mmseqs_clusters(fasta, min_seq_id, coverage, mode="linclust", cov_mode=2)
+    with_pool = set(table.loc[table["id"].str.startswith("p"), "cluster"])
+    return int(table[table["id"].str.startswith("t") & table["cluster"].isin(with_pool)].shape[0])
+
+
+def leakage_report(names=None, min_seq_id: float = 0.9) -> pd.DataFrame:
+    """Per labelled set: test sequences, exact matches in the pool (0 by construction) and MMseqs2 near
+    duplicates at `min_seq_id` identity (the `data leakage` verb)."""
+    from .sources import load_pool
+
+    rows = []
+    for name in names or list(LABELLED):
+        if name not in LABELLED:
+            raise InputError(f"unknown labelled set {name!r}; known: {', '.join(LABELLED)}")
+        modality = LABELLED[name]
+        test = load_labelled(name).query("split == 'test'")["seq"].tolist()
+        pool = load_pool(f"{modality}_demo", modality)["seq"].tolist()
+        rows.append({"set": name, "pool": f"{modality}_demo", "test_sequences": len(test),
+                     "exact_in_pool": len(set(test) & set(pool)),
+                     f"near_duplicates_{round(min_seq_id * 100)}": near_duplicates(test, pool, modality, min_seq_id)})
+    return pd.DataFrame(rows)

@@ -108,3 +108,13 @@ def test_a_given_reference_checkpoint_scores_the_pool_and_is_the_full_pool_row(t
     import json
     meta = json.loads((tmp_path / "smoke" / "scores" / "rna_ft" / "scores.json").read_text())
     assert str(ref) in json.dumps(meta)
+
+
+def test_experiment_on_a_missing_paper_corpus_is_one_line_and_writes_nothing(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("CORELIB_CACHE", str(tmp_path / "cache"))
+    runs = lambda name: tmp_path / name   # noqa: E731
+    monkeypatch.setattr(config, "run_dir", runs)
+    monkeypatch.setattr(experiment, "run_dir", runs)
+    status, out, err = cli("experiment", "--preset", "paper", "--modality", "rna")
+    assert status == 2 and err.count("\n") == 1 and "rnacentral" in err
+    assert not (tmp_path / "paper").exists()

@@ -149,3 +149,21 @@ def test_build_from_debian_packages_reproduces_the_committed_labelled_file(name,
     man = yaml.safe_load((manifests_dir() / f"{name}.yaml").read_text())
     built = build_labelled(name, out_dir=tmp_path)
     assert sha256_file(built) == man["sha256"]
+
+
+def test_near_duplicates_counts_a_one_letter_variant_and_not_an_unrelated_sequence():
+    from corelib.labelled import near_duplicates
+
+    rng = np.random.default_rng(1)
+    pool = ["".join(rng.choice(list("ACDEFGHIKLMNPQRSTVWY"), 120)) for _ in range(20)]
+    variant = pool[3][:60] + ("A" if pool[3][60] != "A" else "C") + pool[3][61:]
+    unrelated = "".join(rng.choice(list("ACDEFGHIKLMNPQRSTVWY"), 120))
+    assert near_duplicates([variant, unrelated], pool, "protein") == 1
+    assert near_duplicates([unrelated], pool, "protein") == 0
+
+
+def test_leakage_verb_reports_every_set_and_refuses_an_unknown_one(cli):
+    status, out, err = cli("data", "leakage", "protein_struct")
+    assert status == 0 and "protein_struct" in out and "near_duplicates_90" in out
+    status, out, err = cli("data", "leakage", "nope")
+    assert status == 2 and err.count("\n") == 1 and "unknown labelled set 'nope'" in err
