@@ -94,10 +94,12 @@ def _select(cell: Cell, preset: Preset, modality: str, fasta, n_pool: int, devic
     budget = cell_size(cell, preset, n_pool)
     rows = select_indices(cell.method, scores, budget, seed=preset.seed, hard_cutoff=preset.hard_cutoff,
                           strata=preset.strata)
-    if "id" not in scores.columns:
-        from .sources import load_pool
+    if "id" not in scores.columns:   # random cells: only the ids are streamed, no pool table is held
+        from itertools import islice
 
-        scores = scores.assign(id=load_pool(fasta, modality, preset.pool_limit)["id"].to_numpy())
+        from .data import read_fasta
+
+        scores = scores.assign(id=[rec.id for rec in islice(read_fasta(fasta, modality), n_pool)])
     manifest = {"method": cell.method, "cell": cell.name, "seed": preset.seed, "budget": int(len(rows)),
                 "n_pool": int(n_pool), "hard_cutoff": preset.hard_cutoff, "strata": preset.strata,
                 "scores_file": meta_file, "fasta": str(fasta), "modality": modality}
@@ -108,22 +110,15 @@ def _select(cell: Cell, preset: Preset, modality: str, fasta, n_pool: int, devic
 def check_settings(preset: Preset, modality: str) -> None:
     """Record the preset a grid folder was made with; refuse to mix its files with another preset's."""
     import dataclasses
-    import json
 
     from .errors import InputError
+    from .files import record_settings
 
-    settings = {k: v for k, v in dataclasses.asdict(preset).items() if k != "seeds"}
-    settings = json.loads(json.dumps(settings))
     path = experiment_dir(preset, modality) / "settings.json"
-    if path.exists():
-        old = json.loads(path.read_text())
-        diff = sorted(k for k in settings.keys() | old.keys() if settings.get(k) != old.get(k))
-        if diff:
-            raise InputError(f"{path}: this grid was run with other settings ({', '.join(diff)}); "
-                             f"delete {path.parent} or use the same preset")
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(settings, indent=2, sort_keys=True))
+    diff = record_settings(path, dataclasses.asdict(preset), ignore=("seeds",))
+    if diff:
+        raise InputError(f"{path}: this grid was run with other settings ({', '.join(diff)}); "
+                         f"delete {path.parent} or use the same preset")
 
 
 def pretrain_cells(preset: Preset, modality: str, device=None, progress: bool = True,

@@ -2,6 +2,8 @@
 kill leaves either the old file or the new one, never half of one."""
 from __future__ import annotations
 
+import gzip
+import json
 import os
 from pathlib import Path
 
@@ -13,3 +15,27 @@ def atomic_write(path, write) -> Path:
     write(tmp)
     os.replace(tmp, path)
     return path
+
+
+def atomic_gzip(path, write) -> Path:
+    """Call `write(gz)` with a deterministic gzip stream (no name, mtime 0, level 9) written atomically to
+    `path`: the same content gives the same bytes (the committed data files rebuild byte for byte)."""
+    def to_tmp(tmp: Path) -> None:
+        with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=9) as gz:
+            write(gz)
+
+    return atomic_write(path, to_tmp)
+
+
+def record_settings(path, settings: dict, ignore=(), write: bool = True) -> list[str]:
+    """Compare `settings` with the JSON recorded at `path` (keys in `ignore` aside) and return the keys
+    that differ; with none recorded yet, record them (if `write`) and return []."""
+    path = Path(path)
+    now = {k: v for k, v in json.loads(json.dumps(settings)).items() if k not in ignore}
+    if path.exists():
+        before = {k: v for k, v in json.loads(path.read_text()).items() if k not in ignore}
+        return sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
+    if write:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(settings, indent=2, sort_keys=True))
+    return []

@@ -17,7 +17,6 @@ sequence, and PDB chains whose sequence is in a protein source are dropped.
 """
 from __future__ import annotations
 
-import gzip
 import hashlib
 import mmap
 import struct
@@ -28,7 +27,7 @@ import pandas as pd
 import yaml
 
 from .errors import InputError
-from .files import atomic_write
+from .files import atomic_gzip
 
 LABELLED = {
     "rna_typecls": "rna", "rna_ss": "rna", "protein_loc": "protein", "protein_struct": "protein",
@@ -52,6 +51,11 @@ def _h(text: str) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
 
 
+def _by_hash(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows in the order of sha256('label:' + id): a fixed, source-independent order to take quotas from."""
+    return df.assign(k=[_h(f"label:{i}") for i in df["id"]]).sort_values("k")
+
+
 def split_of(seq_id: str) -> str:
     """Train / valid / test of a sequence, fixed by sha256 of its id (25% test, 15% valid)."""
     u = _h(f"split:{seq_id}") / 2**64
@@ -63,7 +67,7 @@ def _typecls(rows: pd.DataFrame) -> pd.DataFrame:
     out = []
     for label in TYPE_CLASSES:
         sub = rows[(rows["family"] == label) & (rows["seq"].str.len() >= WINDOW[1])]
-        sub = sub.assign(k=[_h(f"label:{i}") for i in sub["id"]]).sort_values("k").head(PER_CLASS)
+        sub = _by_hash(sub).head(PER_CLASS)
         for r in sub.itertuples():
             h = _h(f"window:{r.id}")
             width = WINDOW[0] + h % (WINDOW[1] - WINDOW[0] + 1)
@@ -137,7 +141,7 @@ def _rna_ss(infernal_dir: Path) -> pd.DataFrame:
                              "source": "GR SS" if own is not None else "SS_cons projected", "seq": seq,
                              "structure": to_dotbracket(pairs, len(seq))})
     df = pd.DataFrame(rows).drop_duplicates("id").drop_duplicates("seq")
-    df = df.assign(k=[_h(f"label:{i}") for i in df["id"]]).sort_values("k")
+    df = _by_hash(df)
     df = df.groupby("family", group_keys=False).head(PER_FAMILY_SS)
     return df.assign(split=[split_of(i) for i in df["id"]])[["id", "split", "family", "source", "seq", "structure"]]
 
@@ -168,7 +172,7 @@ def _protein_loc(rows: pd.DataFrame, closure: Path) -> pd.DataFrame:
         comp = specific[0] if len(specific) == 1 else ("cytoplasm" if not specific and "GO:0005737" in hits else "")
         out.append({"id": r.id, "membrane": int(MEMBRANE in hits), "compartment": comp, "seq": r.seq})
     df = pd.DataFrame(out)
-    df = df.assign(k=[_h(f"label:{i}") for i in df["id"]]).sort_values("k")
+    df = _by_hash(df)
     df = df[df["compartment"] != ""].groupby("compartment", group_keys=False).head(PER_CLASS)
     return df.assign(split=[split_of(i) for i in df["id"]])[["id", "split", "membrane", "compartment", "seq"]]
 
@@ -214,7 +218,7 @@ def dssp3(states: str) -> str:
 def _protein_struct(path: Path, protein_seqs: set[str]) -> pd.DataFrame:
     toc, arr = read_structure_db(path)
     toc = toc[(toc["length"] >= 50) & (toc["length"] <= 300)]
-    toc = toc.assign(k=[_h(f"label:{i}") for i in toc["id"]]).sort_values("k")
+    toc = _by_hash(toc)
     rows, seen = [], set()
     for r in toc.itertuples():
         sl = slice(r.offset, r.offset + r.length)
@@ -270,7 +274,7 @@ def build_labelled(name: str, out_dir: Path | None = None) -> Path:
     from tqdm import tqdm
 
     from .config import cache_dir
-    from .sources import BLAST_PKGS, INFERNAL_DIR, _clean, _readers, fetch_packages, manifests_dir
+    from .sources import BLAST_PKGS, INFERNAL_DIR, _clean, _readers, fetch_packages, manifests_dir, sha256_file
 
     modality = LABELLED[name]
     pkgs, readers = _readers(modality)
@@ -292,12 +296,7 @@ def build_labelled(name: str, out_dir: Path | None = None) -> Path:
     path = out_dir / f"{name}.tsv.gz"
     path.parent.mkdir(parents=True, exist_ok=True)
 
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=9) as gz:
-            gz.write(df.to_csv(sep="\t", index=False, lineterminator="\n").encode())
-
-    atomic_write(path, write)
-    from .sources import sha256_file
+    atomic_gzip(path, lambda gz: gz.write(df.to_csv(sep="\t", index=False, lineterminator="\n").encode()))
 
     label = {"rna_typecls": "label", "rna_ss": "family", "protein_loc": "compartment"}.get(name)
     manifest = {

@@ -26,7 +26,7 @@ from .config import Preset, barrier as _barrier, dist_context
 from .coreset import write_scores
 from .data import count_pool, full_sequence_batches, gather_tokens, mlm_batches, read_fasta, tokenize
 from .errors import InputError
-from .files import atomic_write
+from .files import atomic_write, record_settings
 from .influence import diagonal_fisher, resolve_damping, scope_params, self_influence
 from .models import get_model, load_checkpoint, save_checkpoint
 from .pretrain import finetune_config, mean_gradient_norm, train_mlm
@@ -168,17 +168,10 @@ def _previous_skips(out_dir: Path) -> set:
 
 def _check_run(out_dir: Path, settings: dict, rank: int, world: int):
     """A folder holds one run: resuming with other settings would mix incompatible scores."""
-    path = out_dir / "run.json"
-    comparable = {k: v for k, v in settings.items() if k != "world_size"}
-    if path.exists():
-        before = {k: v for k, v in json.loads(path.read_text()).items() if k != "world_size"}
-        if before != comparable:
-            diff = sorted(k for k in set(before) | set(comparable) if before.get(k) != comparable.get(k))
-            raise InputError(f"{out_dir}: holds a run with other settings ({', '.join(diff)}); "
-                             f"use another --out or delete it")
-    elif rank == 0:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(settings, indent=2, sort_keys=True))
+    diff = record_settings(out_dir / "run.json", settings, ignore=("world_size",), write=rank == 0)
+    if diff:
+        raise InputError(f"{out_dir}: holds a run with other settings ({', '.join(diff)}); "
+                         f"use another --out or delete it")
     _barrier(world)
 
 

@@ -7,7 +7,6 @@ demo build reproduces the committed file byte for byte.
 """
 from __future__ import annotations
 
-import gzip
 import hashlib
 import os
 import re
@@ -23,7 +22,7 @@ from tqdm import tqdm
 from .config import cache_dir, repo_root
 from .data import RNA_LETTERS, PROTEIN_LETTERS, normalize, read_fasta
 from .errors import InputError
-from .files import atomic_write
+from .files import atomic_gzip
 
 MAX_RESIDUES = 1022  # RNA-FM's limit of 1024 tokens, <cls> and <eos> included
 
@@ -227,14 +226,13 @@ def _write_fasta_gz(df: pd.DataFrame, path: Path) -> None:
     extra = [c for c in ("rfam", "go") if c in df.columns]
     path.parent.mkdir(parents=True, exist_ok=True)
 
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=9) as gz:
-            for row in df.itertuples(index=False):
-                tags = "".join(f" {c}={getattr(row, c)}" for c in extra
-                               if isinstance(getattr(row, c), str) and getattr(row, c))
-                gz.write(f">{row.id} source={row.source} family={row.family}{tags}\n{row.seq}\n".encode())
+    def write(gz) -> None:
+        for row in df.itertuples(index=False):
+            tags = "".join(f" {c}={getattr(row, c)}" for c in extra
+                           if isinstance(getattr(row, c), str) and getattr(row, c))
+            gz.write(f">{row.id} source={row.source} family={row.family}{tags}\n{row.seq}\n".encode())
 
-    atomic_write(path, write)
+    atomic_gzip(path, write)
 
 
 def _readers(modality: str):
