@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 PRESET ?= smoke
 
-.PHONY: reproduce test venv notebooks-inplace data-build clean
+.PHONY: reproduce test test-fast lint venv notebooks-inplace data-build docs clean
 
 venv: $(STAMP)
 
@@ -24,12 +24,25 @@ reproduce: venv
 	$(PY) -m corelib run-notebooks --preset $(PRESET)
 
 # Tests: unit tests, then every notebook under nbval (only # NBVAL_CHECK_OUTPUT cells are compared).
+# Tests write only into a temporary folder (tests/conftest.py sets CORELIB_RUNS and CORELIB_FIGURES).
 test: venv
 	$(PY) -m pytest -q tests --nbval-lax notebooks --sanitize-with tests/nbval_sanitize.cfg
 
+# The development loop (under two minutes): no notebooks, no slow / apt / distributed tests.
+test-fast: venv
+	$(PY) -m pytest -q tests -m "not slow and not apt and not distributed"
+
+lint: venv
+	$(VENV)/bin/ruff check corelib tests
+	$(VENV)/bin/lint-imports --no-cache
+
+# docs/results.md is generated from the committed figures/05_*.md tables.
+docs: venv
+	$(PY) -m corelib.report.docs
+
 # Re-execute the notebooks in place with their default (smoke) parameters: refreshes the outputs nbval compares.
 notebooks-inplace: venv
-	$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace notebooks/[0-9][0-9]_*.ipynb
+	cd notebooks && ../$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace [0-9][0-9]_*.ipynb
 
 data-build: venv
 	$(PY) -m corelib data build

@@ -1,6 +1,6 @@
 """`python -m corelib <verb> ...`."""
 import sys
 
-from .cli import main
+from corelib.cli import main
 
 sys.exit(main())

@@ -5,6 +5,7 @@ scorer throughputs (sequences/s), the official method's (torch.func vmap(jacrev)
 every sequence padded to 1024, reimplemented here), a naive batch-1 autograd loop's, the real-token
 fraction of our length-bucketed batches, peak RSS of the scoring stage on N and 10N sequences, and the
 pool's length distribution; each ratio beside its target.
+
 """
 from __future__ import annotations
 
@@ -20,11 +21,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import choose_device
-from .data import length_batches, mlm_batches, tokenize
-from .influence import diagonal_fisher, per_sequence_loss, scope_params, self_influence
-from .models import build_model
-from .sources import dataset_path, load_pool
+from corelib.data.manifests import dataset_path
+from corelib.data.pools import load_pool
+from corelib.data.tokens import length_batches, mlm_batches, tokenize
+from corelib.influence.fisher import diagonal_fisher, self_influence
+from corelib.influence.hooks import scope_params
+from corelib.models.loss import per_sequence_loss
+from corelib.models.masked_lm import build_model
+from corelib.runtime import choose_device
 
 
 def _sync(device):
@@ -94,8 +98,8 @@ class _Wrapper(torch.nn.Module):
 def _peak_rss_mb(fasta, n, out, model):
     """Peak RSS of a fresh scoring process: VmHWM (per address space, so not inherited across exec as
     ru_maxrss is from the forking parent)."""
-    code = ("from corelib.config import get_preset; from corelib.scoring import run_scoring;"
-            f"run_scoring({str(fasta)!r}, 'rna', {str(out)!r}, get_preset('smoke', pool_limit={n}, subset_size=64),"
+    code = ("from corelib.config import get_preset; from corelib.influence.scoring import run_scoring;"
+            f"run_scoring({str(fasta)!r}, 'rna', {str(out)!r}, get_preset('smoke', {{'data.pool_limit': {n}, 'scoring.subset_size': 64}}),"
             f" model={model!r}, shard_size=256, progress=False);"
             "print([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1])")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -252,7 +256,6 @@ def main(argv=None) -> int:
     if a.json:
         Path(a.json).write_text(json.dumps(figures, indent=2))
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,12 +1,20 @@
 """Command line: `python -m corelib <verb>`. The only module that parses arguments.
 
-Bad input (an InputError, or an argparse error) prints one line on stderr and exits with status 2.
+The flags of the pipeline stages are generated from the config fields (`corelib.config`): each section's
+fields become `--SECTION-FIELD` (plus the short alias a field declares, e.g. `--max-tokens`), with the
+field's help text, and every value is checked against the field's range while parsing. Bad input (an
+InputError, or an argparse error) prints one line on stderr and exits with status 2, before any work.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+
+from corelib.config import check_value, get_preset, knobs
+from corelib.errors import InputError
+
+MODALITIES = ["rna", "protein"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -16,24 +24,83 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {self.prog}: {message}\n")
 
 
+NONE = type("NoneGiven", (), {"__repr__": lambda self: "none"})()
+
+
+class Number:
+    """An argparse `type` that converts a flag's value and checks its range (config knob metadata)."""
+
+    def __init__(self, name: str, kind: type, **meta):
+        self.name, self.kind, self.meta = name, kind, meta
+        self.__name__ = "integer" if kind is int else "number"   # argparse names the type in its errors
+
+    def __call__(self, text: str):
+        if self.meta.get("optional") and text.lower() == "none":
+            return NONE   # an explicit "none" resets an optional field (a plain None means "not given")
+        try:
+            return check_value(self.name, text, self.meta, self.kind)
+        except InputError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+ALIASES = {"pretrain.epochs": "--epochs"}   # short names a verb exposes for a field of a shared class
+
+
+def _config_flags(p, section: str | None, skip=()) -> None:
+    """Add one flag per config field of a section (or the top-level scalars), typed and range-checked."""
+    for name, f, kind in knobs(section):
+        short = name.rpartition(".")[2]
+        if short in skip:
+            continue
+        meta = dict(f.metadata)
+        flags = [f"--{name.replace('.', '-').replace('_', '-')}"]
+        for alias in (meta.get("alias"), ALIASES.get(name)):
+            if alias and alias not in flags:
+                flags.append(alias)
+        typ = Number(flags[0], kind, **meta) if kind in (int, float) else None
+        choices = meta.get("choices")
+        metavar = None if choices else {int: "N", float: "X"}.get(kind, "TEXT")
+        p.add_argument(*flags, dest=name, default=None, type=typ, choices=choices, metavar=metavar,
+                       help=f"{meta['help']} (preset default otherwise)")
+
+
+def _overrides(args) -> dict:
+    """The config fields set on the command line, as {"section.field": value}."""
+    return {k: None if v is NONE else v for k, v in vars(args).items()
+            if v is not None and (k in ("seed", "model") or "." in k)}
+
+
+def _preset_from(args):
+    return get_preset(args.preset, _overrides(args))
+
+
+def _check_model(name: str | None, modality: str) -> None:
+    """An unknown model preset is refused before any work (the models layer knows the names)."""
+    from corelib.models.masked_lm import MODEL_PRESETS
+
+    for m in (MODALITIES if modality == "both" else [modality]):
+        if name is not None and (m, name) not in MODEL_PRESETS:
+            known = sorted({p for mm, p in MODEL_PRESETS if mm == m})
+            raise InputError(f"unknown model preset {name!r} for {m}; choose one of: {', '.join(known)}")
+
+
 def _data(args) -> int:
     if args.data_verb == "check":
-        from .data import check_fasta
+        from corelib.data.fasta import check_fasta
 
-        summary = check_fasta(args.file, args.modality, args.max_tokens)
-        print(json.dumps(summary, indent=2))
+        print(json.dumps(check_fasta(args.file, args.modality, args.max_tokens), indent=2))
     elif args.data_verb == "build":
-        from .sources import build_dataset
+        from corelib.data.build import build_dataset
 
         names = args.names or ["rna_typecls", "rna_ss", "protein_loc", "protein_struct", "rna_demo", "protein_demo"]
         for name in names:
             print(f"built {build_dataset(name, full=args.full, out_dir=args.out)}")
     elif args.data_verb == "leakage":
-        from .labelled import leakage_report
+        from corelib.data.labelled import leakage_report
 
         print(leakage_report(args.names or None, args.min_seq_id).to_string(index=False))
     elif args.data_verb == "verify":
-        from .sources import verify_datasets
+        from corelib.data.manifests import verify_datasets
 
         for line in verify_datasets():
             print(line)
@@ -41,83 +108,51 @@ def _data(args) -> int:
 
 
 def _select(args) -> int:
-    from . import __version__
-    from .coreset import read_scores, score_file, select_indices, write_coreset
-    from .errors import InputError
-    from .sources import sha256_file
+    from corelib.selection.registry import select_coreset
 
-    scores, meta = read_scores(args.scores)
-    fasta = args.fasta or meta.get("fasta")
-    modality = args.modality or meta.get("modality")
-    if not fasta or not modality:
-        raise InputError(f"{args.scores}: scores.json names no pool FASTA/modality; pass --fasta and --modality")
-    official = args.method == "cci-official"
-    seed = args.seed if args.seed is not None else (42 if official else 0)
-    beta = args.hard_cutoff if args.hard_cutoff is not None else (0.1 if official else 0.05)
-    budget = args.budget if args.budget is not None else args.rate
-    clusters = None
-    if args.method == "cluster":
-        from .clusters import mmseqs_clusters
-
-        table = mmseqs_clusters(fasta, args.min_seq_id).set_index("id")["cluster"]
-        clusters = table.reindex(scores["id"]).to_numpy()
-    rows = select_indices(args.method, scores, budget, seed=seed, hard_cutoff=beta, strata=args.strata,
-                          cap=args.cap, clusters=clusters, column=args.column)
-    path = score_file(args.scores)
-    manifest = {"method": args.method, "seed": seed, "budget": int(len(rows)), "n_pool": int(len(scores)),
-                "parameters": {"budget": args.budget, "rate": args.rate, "hard_cutoff": beta, "strata": args.strata,
-                               "cap": args.cap, "min_seq_id": args.min_seq_id, "column": args.column},
-                "scores_file": str(path), "scores_sha256": sha256_file(path),
-                "fasta": str(fasta), "modality": modality, "corelib_version": __version__}
-    out = write_coreset(args.out, scores, rows, fasta, modality, manifest)
-    print(f"{args.method}: {len(rows)} of {len(scores)} sequences -> {out}")
+    out, n_rows, n_pool = select_coreset(args.scores, args.method, args.out, budget=args.budget, rate=args.rate,
+                                         fasta=args.fasta, modality=args.modality, seed=args.seed,
+                                         hard_cutoff=args.hard_cutoff, strata=args.strata, cap=args.cap,
+                                         min_seq_id=args.min_seq_id, column=args.column)
+    print(f"{args.method}: {n_rows} of {n_pool} sequences -> {out}")
     return 0
 
 
-def _preset_from(args):
-    from .config import get_preset
-
-    overrides = {k: v for k, v in {"seed": args.seed, "subset_size": getattr(args, "subset_size", None),
-                                   "pool_limit": args.limit, "max_tokens": args.max_tokens}.items() if v is not None}
-    return get_preset(args.preset, **overrides)
-
-
-def _pool_path(args):
-    from .sources import dataset_path
-
-    return dataset_path(args.fasta)
-
-
 def _score(args) -> int:
-    from .scoring import run_scoring
+    from corelib.data.manifests import dataset_path
+    from corelib.influence.scoring import run_scoring
 
-    damping = args.damping if args.damping == "auto" else float(args.damping)
-    path = run_scoring(_pool_path(args), args.modality, args.out, _preset_from(args), model=args.model,
-                       checkpoint=args.checkpoint, scope=args.scope, finetune=not args.no_finetune,
-                       compat=args.compat, batch_size=args.batch_size, damping=damping, shard_size=args.shard_size,
-                       device=args.device, skip_nonfinite=args.skip_nonfinite, progress=not args.quiet)
+    preset = _preset_from(args)
+    _check_model(args.model, args.modality)
+    path = run_scoring(dataset_path(args.fasta), args.modality, args.out, preset, checkpoint=args.checkpoint,
+                       finetune=not args.no_finetune, compat=args.compat, device=args.device,
+                       skip_nonfinite=args.skip_nonfinite, progress=not args.quiet)
     print(f"scores -> {path}")
     return 0
 
 
 def _pretrain(args) -> int:
-    from .coreset import read_coreset
-    from .pretrain import pretrain_pool
+    from corelib.data.manifests import dataset_path
+    from corelib.selection.files import read_coreset
+    from corelib.training.pretrain import pretrain_pool
 
+    preset = _preset_from(args)
+    _check_model(args.model, args.modality)
     indices = read_coreset(args.coreset)[0] if args.coreset else None
-    pretrain_pool(_pool_path(args), args.modality, args.out, _preset_from(args), model=args.model, indices=indices,
-                  epochs=args.epochs, device=args.device, save_every=args.save_every, progress=not args.quiet)
+    pretrain_pool(dataset_path(args.fasta), args.modality, args.out, preset, indices=indices, device=args.device,
+                  save_every=args.save_every, progress=not args.quiet)
     print(f"model -> {args.out}/model.pt")
     return 0
 
 
 def _experiment(args) -> int:
-    from .config import get_preset
-    from .experiment import evaluate_cells, pretrain_cells, summarize, verdicts
-    from .report import save_experiment_tables
+    from corelib.experiment.claims import summarize, verdicts
+    from corelib.experiment.grid import evaluate_cells, pretrain_cells
+    from corelib.report.tables import save_experiment_tables
 
-    preset = get_preset(args.preset)
-    for modality in (["rna", "protein"] if args.modality == "both" else [args.modality]):
+    preset = _preset_from(args)
+    _check_model(args.model, args.modality)
+    for modality in (MODALITIES if args.modality == "both" else [args.modality]):
         reference = getattr(args, f"{modality}_reference")
         pretrain_cells(preset, modality, device=args.device, progress=not args.quiet, reference=reference)
         if args.stage == "pretrain":
@@ -129,21 +164,8 @@ def _experiment(args) -> int:
     return 0
 
 
-def _common(p, out_help):
-    p.add_argument("--fasta", required=True, help="pool FASTA, or a data set name (rna_demo, protein_demo, ...)")
-    p.add_argument("--modality", required=True, choices=["rna", "protein"])
-    p.add_argument("--out", required=True, help=out_help)
-    p.add_argument("--preset", default="smoke", help="smoke / demo / paper: defaults for everything below")
-    p.add_argument("--model", default=None, help="model preset tiny / small / paper (default: the preset's)")
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--limit", type=int, default=None, help="use the first N pool sequences")
-    p.add_argument("--max-tokens", type=int, default=None, help="crop length incl. <cls>/<eos>")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA when available)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-
-
 def _run_notebooks(args) -> int:
-    from .runner import run_notebooks
+    from corelib.runner import run_notebooks
 
     only = args.only.split(",") if args.only else None
     try:
@@ -154,17 +176,35 @@ def _run_notebooks(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """All verbs and their options."""
-    p = _Parser(prog="corelib", description="Influence-guided data pruning for biological foundation models.")
-    sub = p.add_subparsers(dest="verb", required=True, parser_class=_Parser)
+def _stage(p, out_help: str, sections: list[str]) -> None:
+    """The flags shared by the model stages (score, pretrain): pool, output, preset and its fields."""
+    p.add_argument("--fasta", required=True, help="pool FASTA, or a data set name (rna_demo, protein_demo, ...)")
+    p.add_argument("--modality", required=True, choices=MODALITIES)
+    p.add_argument("--out", required=True, help=out_help)
+    _preset_flags(p, sections, skip=("rna_pool", "protein_pool"))
 
+
+def _preset_flags(p, sections: list[str], skip=()) -> None:
+    p.add_argument("--preset", default="smoke", help="smoke / demo / paper: defaults for every field below")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA when available)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _config_flags(p, None, skip=("name",))
+    for section in sections:
+        _config_flags(p.add_argument_group(f"{section} (config section)"), section, skip)
+
+
+def _number(name: str, kind: type, **meta) -> Number:
+    return Number(name, kind, **meta)
+
+
+def _data_parser(sub) -> None:
     d = sub.add_parser("data", help="check, build and verify sequence pools")
     dsub = d.add_subparsers(dest="data_verb", required=True, parser_class=_Parser)
     c = dsub.add_parser("check", help="validate a FASTA file; print counts and a length summary")
     c.add_argument("file")
-    c.add_argument("--modality", required=True, choices=["rna", "protein"])
-    c.add_argument("--max-tokens", type=int, default=1024, help="crop limit incl. <cls>/<eos> (default 1024)")
+    c.add_argument("--modality", required=True, choices=MODALITIES)
+    c.add_argument("--max-tokens", type=_number("--max-tokens", int, low=3), default=1024,
+                   help="crop limit incl. <cls>/<eos> (default 1024)")
     b = dsub.add_parser("build", help="rebuild data sets from Debian packages (default: the labelled sets, then both pools)")
     b.add_argument("names", nargs="*", help="rna_demo, protein_demo, rna_typecls, rna_ss, protein_loc, protein_struct")
     b.add_argument("--full", action="store_true", help="every sequence, written to the cache (not committed)")
@@ -172,62 +212,69 @@ def build_parser() -> argparse.ArgumentParser:
     dsub.add_parser("verify", help="check the committed demo files against their manifests' sha256")
     lk = dsub.add_parser("leakage", help="labelled test sequences found in the pools: exact and MMseqs2 near duplicates")
     lk.add_argument("names", nargs="*", help="rna_typecls, rna_ss, protein_loc, protein_struct (default: all)")
-    lk.add_argument("--min-seq-id", type=float, default=0.9, help="MMseqs2 identity for a near duplicate")
+    lk.add_argument("--min-seq-id", type=_number("--min-seq-id", float, low=0, high=1, low_open=True), default=0.9,
+                    help="MMseqs2 identity for a near duplicate")
     d.set_defaults(func=_data)
 
-    from .coreset import METHODS
+
+def _select_parser(sub) -> None:
+    from corelib.selection.registry import METHODS
 
     s = sub.add_parser("select", help="select a coreset from a score file (Section 3.3, Algorithm 1)")
     s.add_argument("--scores", required=True, help="DIR/scores.parquet (or DIR)")
-    s.add_argument("--method", required=True, choices=METHODS)
+    s.add_argument("--method", required=True, choices=list(METHODS))
     size = s.add_mutually_exclusive_group(required=True)
-    size.add_argument("--budget", type=int, help="number of sequences to keep")
-    size.add_argument("--rate", type=float, help="pruning rate alpha in (0, 1): keep floor(n * (1 - alpha))")
+    size.add_argument("--budget", type=_number("--budget", int, low=1), help="number of sequences to keep")
+    size.add_argument("--rate", type=_number("--rate", float, low=0, high=1, low_open=True, high_open=True),
+                      help="pruning rate alpha in (0, 1): keep floor(n * (1 - alpha))")
     s.add_argument("--out", required=True, help="coreset folder to write")
     s.add_argument("--fasta", default=None, help="pool FASTA (default: the one named in scores.json)")
-    s.add_argument("--modality", choices=["rna", "protein"], default=None)
-    s.add_argument("--seed", type=int, default=None, help="default 0 (42 for cci-official)")
-    s.add_argument("--hard-cutoff", type=float, default=None, help="beta; default 0.05 (0.1 for cci-official)")
-    s.add_argument("--strata", type=int, default=50, help="k (default 50)")
-    s.add_argument("--cap", type=int, default=1, help="cluster: picks per MMseqs2 cluster")
-    s.add_argument("--min-seq-id", type=float, default=0.5, help="cluster: MMseqs2 identity threshold")
+    s.add_argument("--modality", choices=MODALITIES, default=None)
+    s.add_argument("--seed", type=_number("--seed", int, low=0), default=None, help="default 0 (42 for cci-official)")
+    s.add_argument("--hard-cutoff", type=_number("--hard-cutoff", float, low=0, high=1, high_open=True), default=None,
+                   help="beta; default 0.05 (0.1 for cci-official)")
+    s.add_argument("--strata", type=_number("--strata", int, low=1), default=50, help="k (default 50)")
+    s.add_argument("--cap", type=_number("--cap", int, low=1), default=1, help="cluster: picks per MMseqs2 cluster")
+    s.add_argument("--min-seq-id", type=_number("--min-seq-id", float, low=0, high=1, low_open=True), default=0.5,
+                   help="cluster: MMseqs2 identity threshold")
     s.add_argument("--column", default="loss", help="band: the score-file column to band on")
     s.set_defaults(func=_select)
 
+
+def build_parser() -> argparse.ArgumentParser:
+    """All verbs and their options (stage flags generated from the config)."""
+    p = _Parser(prog="corelib", description="Influence-guided data pruning for biological foundation models.")
+    sub = p.add_subparsers(dest="verb", required=True, parser_class=_Parser)
+    _data_parser(sub)
+    _select_parser(sub)
+
     sc = sub.add_parser("score", help="self-influence of every pool sequence (Eq. 11): fine-tune, Fisher, scores")
-    _common(sc, "output folder (resumable: rerun the same command to continue)")
+    _stage(sc, "output folder (resumable: rerun the same command to continue)", ["data", "finetune", "scoring"])
     sc.add_argument("--checkpoint", default=None, help="local model: our .pt, RNA-FM .pth, fair-esm .pt or HF folder")
-    sc.add_argument("--scope", default="all", help="all (default), linear, lm_head.dense, last:N")
     sc.add_argument("--no-finetune", action="store_true", help="the 'w/o ft' variant: skip the subset fine-tune")
     sc.add_argument("--compat", default=None, choices=["bio-coreset"], help="reproduce the official code's choices")
-    sc.add_argument("--batch-size", type=int, default=None)
-    sc.add_argument("--subset-size", type=int, default=None, help="|D_sub| for the fine-tune and the Fisher")
-    sc.add_argument("--damping", default="auto", help="'auto' (0.1 x mean diag F) or a number")
-    sc.add_argument("--shard-size", type=int, default=2048, help="sequences per committed shard")
     sc.add_argument("--skip-nonfinite", action="store_true", help="leave out sequences with NaN/Inf gradients")
     sc.set_defaults(func=_score)
 
     pt = sub.add_parser("pretrain", help="MLM pretraining from scratch on a pool or a coreset (A.3/A.4)")
-    _common(pt, "output folder: model.pt, history.csv, checkpoint.pt (resumable)")
+    _stage(pt, "output folder: model.pt, history.csv, checkpoint.pt (resumable)", ["data", "pretrain"])
     pt.add_argument("--coreset", default=None, help="coreset folder from `select` (default: the whole pool)")
-    pt.add_argument("--epochs", type=int, default=None)
-    pt.add_argument("--save-every", type=int, default=200, help="checkpoint every N steps (and every epoch)")
+    pt.add_argument("--save-every", type=_number("--save-every", int, low=0), default=200,
+                    help="checkpoint every N steps (0: only at epoch ends)")
     pt.set_defaults(func=_pretrain)
 
     e = sub.add_parser("experiment", help="the Tables 1-3 grid: coresets, pretraining, downstream tasks, verdicts")
-    e.add_argument("--preset", default="smoke", help="smoke / demo / paper")
-    e.add_argument("--modality", default="both", choices=["rna", "protein", "both"])
+    e.add_argument("--modality", default="both", choices=[*MODALITIES, "both"])
     e.add_argument("--stage", default="all", choices=["all", "pretrain"], help="pretrain only, or everything")
-    e.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA when available)")
     e.add_argument("--rna-reference", default=None, help="checkpoint scoring the RNA pool and giving the Full pool "
                    "row (e.g. RNA-FM_pretrained.pth); default: pretrain one on the pool")
     e.add_argument("--protein-reference", default=None, help="the same for proteins (a fair-esm .pt or HF folder)")
-    e.add_argument("--quiet", action="store_true", help="no progress bars")
+    _preset_flags(e, ["data", "finetune", "pretrain", "scoring", "selection", "downstream"])
     e.set_defaults(func=_experiment)
 
     r = sub.add_parser("run-notebooks", help="execute every notebook headless with papermill")
     r.add_argument("--preset", default="smoke", help="smoke / demo / paper")
-    r.add_argument("--out", default=None, help="folder for executed copies (default runs/<preset>)")
+    r.add_argument("--out", default=None, help="folder for executed copies (default runs/<preset>/notebooks)")
     r.add_argument("--only", default=None, help="comma-separated notebook numbers, e.g. 00,03")
     r.set_defaults(func=_run_notebooks)
     return p
@@ -235,10 +282,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     """Entry point; returns the exit status."""
-    from .errors import InputError
-
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
+        if getattr(args, "preset", None) is not None:
+            _preset_from(args)   # an unknown preset or a bad override: one line before any work
         return args.func(args)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,79 +1,239 @@
-"""Presets (smoke / demo / paper, Appendix A) shared by notebooks and the CLI, paths, and device choice."""
+"""One config for notebooks and the CLI: presets smoke / demo / paper (Appendix A) plus overrides.
+
+A preset is a tree of frozen dataclasses, one per pipeline stage. Every field is declared with `knob`,
+which carries its help text and its valid range: the CLI generates its flags from these fields and checks
+each value when it parses it (`corelib.cli`), and `Preset.override` checks overrides the same way.
+"""
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import InputError
+from corelib.errors import InputError
+
+
+def knob(default, help: str, *, low=None, high=None, low_open: bool = False, high_open: bool = False,
+         choices=None, alias: str | None = None, optional: bool = False, auto: str | None = None,
+         whole: bool = False):
+    """A config field with its help text and range, read by the CLI (`low_open`: the bound itself is refused)."""
+    meta = {"help": help, "low": low, "high": high, "low_open": low_open, "high_open": high_open,
+            "choices": choices, "alias": alias, "optional": optional, "auto": auto,
+            "whole": whole}
+    return field(default=default, metadata=meta)
+
+
+def check_value(name: str, value, meta: dict, kind: type):
+    """`value` converted to `kind` and checked against a knob's range; an InputError names the field."""
+    if value is None and meta.get("optional"):
+        return None
+    if isinstance(value, str) and meta.get("auto") and value == meta["auto"]:
+        return value
+    if isinstance(value, str) and meta.get("optional") and value.lower() == "none":
+        return None
+    if kind is not str:
+        try:
+            number = kind(value)
+        except (TypeError, ValueError):
+            raise InputError(f"{name}: {value!r} is not a{'n integer' if kind is int else ' number'}") from None
+        if kind is int and isinstance(value, float) and not value.is_integer():
+            raise InputError(f"{name}: {value!r} is not an integer")
+        if isinstance(number, float) and not math.isfinite(number):
+            raise InputError(f"{name}: {value!r} is not a finite number")
+        low, high = meta.get("low"), meta.get("high")
+        if low is not None and (number < low or (meta.get("low_open") and number == low)):
+            raise InputError(f"{name}: {value!r} must be {'>' if meta.get('low_open') else '>='} {low}")
+        if high is not None and (number > high or (meta.get("high_open") and number == high)):
+            raise InputError(f"{name}: {value!r} must be {'<' if meta.get('high_open') else '<='} {high}")
+        value = int(number) if meta.get("whole") and float(number).is_integer() else number
+    if meta.get("choices") and value not in meta["choices"]:
+        raise InputError(f"{name}: {value!r} is not one of {', '.join(map(str, meta['choices']))}")
+    return value
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """The pools and how sequences become tokens (Section 4, A.5)."""
+
+    rna_pool: str = knob("rna_demo", "RNA pool: a data set name (data_manifests/NAME.yaml) or a FASTA path")
+    protein_pool: str = knob("protein_demo", "protein pool: a data set name or a FASTA path")
+    pool_limit: int | None = knob(None, "use only the first N pool sequences (default: all)", low=1,
+                                  optional=True, alias="--limit")
+    max_tokens: int = knob(1024, "crop length incl. <cls>/<eos> (RNA-FM's limit: 1024)", low=3, high=1024,
+                           alias="--max-tokens")
+    mask_prob: float = knob(0.15, "share of residues masked for the MLM loss (A.5)", low=0, high=1, low_open=True,
+                            high_open=True)
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """One masked-LM training run: AdamW, linear warm-up, then inverse square-root decay or constant lr."""
+
+    lr: float = knob(1e-4, "peak learning rate (AdamW)", low=0, low_open=True)
+    weight_decay: float = knob(0.01, "AdamW weight decay", low=0)
+    warmup_steps: int = knob(2000, "linear warm-up steps", low=0)
+    epochs: int = knob(10, "passes over the training sequences", low=1)
+    batch_size: int = knob(16, "sequences per optimiser step (A.3-A.5)", low=1)
+    schedule: str = knob("inverse_sqrt", "lr after warm-up: inverse_sqrt (A.3) or constant (A.5)",
+                         choices=("inverse_sqrt", "constant"))
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    """Self-influence scoring (Section 3.2): D_sub, the Fisher's damping, the scored parameters, batching."""
+
+    subset_size: int = knob(200_000, "|D_sub|: sequences for the one-epoch fine-tune and the Fisher (A.5)", low=1,
+                            alias="--subset-size")
+    damping: float | str = knob("auto", "lambda added to diag(F) (Eq. 10): a number, or 'auto' = 0.1 x mean diag F",
+                                low=0, auto="auto", alias="--damping")
+    scope: str = knob("all", "parameters scored: all, linear, lm_head.dense or last:N", alias="--scope")
+    batch_size: int = knob(16, "sequences per scoring batch", low=1, alias="--batch-size")
+    shard_size: int = knob(2048, "sequences per committed shard (the unit of resumption)", low=1,
+                           alias="--shard-size")
+
+
+@dataclass(frozen=True)
+class SelectionConfig:
+    """Coreset selection (Section 3.3, Algorithm 1, A.1)."""
+
+    budget: float = knob(200_000, "coreset size: a count, or a pruning rate alpha in (0, 1) (Algorithm 1, line 4)",
+                         low=0, low_open=True, whole=True)
+    hard_cutoff: float = knob(0.05, "beta: share of lowest scores never selected (A.1)", low=0, high=1,
+                              high_open=True)
+    strata: int = knob(50, "k: number of score strata (A.1)", low=1)
+
+
+@dataclass(frozen=True)
+class DownstreamConfig:
+    """Downstream evaluation (Section 4.2, Appendix B); None keeps Appendix B's value."""
+
+    train: int | None = knob(None, "at most this many train rows per labelled set (default: all)", low=1,
+                             optional=True)
+    test: int | None = knob(None, "at most this many test rows per labelled set (default: all)", low=1,
+                            optional=True)
+    epochs: int | None = knob(None, "head training epochs (default: Appendix B's)", low=1, optional=True)
+    lr: float | None = knob(None, "lr of frozen-encoder heads (default: Appendix B's)", low=0, low_open=True,
+                            optional=True)
+
+
+SECTIONS = {"data": DataConfig, "finetune": TrainingConfig, "pretrain": TrainingConfig, "scoring": ScoringConfig,
+            "selection": SelectionConfig, "downstream": DownstreamConfig}
 
 
 @dataclass(frozen=True)
 class Preset:
     """All knobs of one run; `paper` holds the values of Appendix A (A.3-A.6, B)."""
 
-    name: str
-    rna_pool: str = "rna_demo"            # data set name (data_manifests/NAME.yaml) or a FASTA path
-    protein_pool: str = "protein_demo"
-    pool_limit: int | None = None          # use only the first N pool sequences (None = all)
-    max_tokens: int = 1024                 # RNA-FM limit, cls and eos included
-    model: str = "tiny"                    # model preset: tiny / small / paper
-    batch_size: int = 16                   # A.3-A.5
-    mask_prob: float = 0.15                # A.5
-    subset_size: int = 200_000             # |D_sub| (A.5)
-    ft_lr: float = 1e-5                    # A.5
-    ft_weight_decay: float = 0.01
-    ft_warmup_steps: int = 50
-    ft_epochs: int = 1
-    damping: float = 1e-8                  # added to diag(F) before inversion (Eq. 10)
-    pretrain_lr: float = 1e-4              # A.3/A.4
-    pretrain_weight_decay: float = 0.01
-    pretrain_warmup_steps: int = 2000
-    pretrain_epochs: int = 10
-    budget: int = 200_000                  # coreset size (Section 4)
-    hard_cutoff: float = 0.05              # beta (A.1)
-    strata: int = 50                       # k (A.1)
-    seeds: tuple[int, ...] = (0, 1, 2)     # B.3
-    downstream_train: int | None = None    # at most this many train / test rows per labelled set (None = all)
-    downstream_test: int | None = None
-    downstream_epochs: int | None = None   # None = the epochs of Appendix B's protocols
-    downstream_lr: float | None = None     # frozen-encoder heads only; None = Appendix B's learning rates
-    seed: int = 0                          # A.6
+    name: str = knob("custom", "preset name (the folder under runs/)")
+    model: str = knob("tiny", "model preset: tiny / small / paper", alias="--model")
+    seed: int = knob(0, "seed of D_sub, the masks, model init and random draws (A.6)", low=0, alias="--seed")
+    seeds: tuple[int, ...] = knob((0, 1, 2), "downstream seeds (B.3)")
+    data: DataConfig = field(default_factory=DataConfig)
+    finetune: TrainingConfig = field(default_factory=lambda: TrainingConfig(
+        lr=1e-5, warmup_steps=50, epochs=1, schedule="constant"))
+    pretrain: TrainingConfig = field(default_factory=TrainingConfig)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
+    downstream: DownstreamConfig = field(default_factory=DownstreamConfig)
 
-    def replace(self, **overrides) -> "Preset":
-        """A copy with some fields overridden (unknown names are an InputError)."""
-        known = {f.name for f in dataclasses.fields(self)}
-        bad = sorted(set(overrides) - known)
-        if bad:
-            raise InputError(f"unknown preset field(s): {', '.join(bad)}; known: {', '.join(sorted(known))}")
-        return dataclasses.replace(self, **overrides)
+    def override(self, overrides: dict | None = None, **kwargs) -> Preset:
+        """A copy with fields replaced: dotted names ("pretrain.lr") or a dict per section; each value is
+        checked against its field's range, and an unknown name is an InputError."""
+        flat = {}
+        for key, value in {**(overrides or {}), **kwargs}.items():
+            if key in SECTIONS and isinstance(value, dict):
+                flat.update({f"{key}.{k}": v for k, v in value.items()})
+            else:
+                flat[key] = value
+        out = self
+        for key, value in flat.items():
+            section, _, name = key.rpartition(".")
+            owner = getattr(out, section) if section in SECTIONS else out if not section else None
+            fields = {f.name: f for f in dataclasses.fields(owner)} if owner is not None else {}
+            if name not in fields or (not section and name in SECTIONS):
+                raise InputError(f"unknown preset field {key!r}; known: {', '.join(field_names())}")
+            meta = fields[name].metadata
+            kind = _kind(fields[name])
+            value = check_value(key, value, meta, kind) if kind in (int, float, str) else value
+            if section:
+                out = dataclasses.replace(out, **{section: dataclasses.replace(owner, **{name: value})})
+            else:
+                out = dataclasses.replace(out, **{name: value})
+        return out
+
+    def flat(self) -> dict:
+        """Every field as {"section.name": value} (for run records and tables)."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in SECTIONS:
+                out.update({f"{f.name}.{k}": v for k, v in dataclasses.asdict(value).items()})
+            else:
+                out[f.name] = value
+        return out
 
 
-PRESETS: dict[str, Preset] = {
-    # CPU minutes: a slice of the embedded demo pools, a tiny model, short sequences.
-    # (a tiny model learns nothing in a few dozen steps at lr 1e-4, so smoke pretrains at 1e-3, and its
-    # downstream tasks train for a few epochs, frozen-encoder heads at 1e-3, on a slice of each labelled set)
-    "smoke": Preset(name="smoke", pool_limit=256, max_tokens=130, model="tiny", batch_size=16,
-                    subset_size=64, ft_warmup_steps=2, pretrain_lr=1e-3, pretrain_warmup_steps=10,
-                    pretrain_epochs=4, budget=24, strata=10, seeds=(0,), downstream_train=160,
-                    downstream_test=80, downstream_epochs=6, downstream_lr=1e-3),
+def _kind(f: dataclasses.Field) -> type:
+    """The scalar type a field's values are converted to (int, float or str; tuple fields are left alone)."""
+    text = str(f.type)
+    if text.startswith("tuple"):
+        return tuple
+    if "float" in text:
+        return float
+    return int if "int" in text else str
+
+
+def knobs(section: str | None = None) -> list[tuple[str, dataclasses.Field, type]]:
+    """(dotted name, field, scalar type) of a section's fields, or of the top-level scalar fields."""
+    cls = SECTIONS[section] if section else Preset
+    prefix = f"{section}." if section else ""
+    return [(prefix + f.name, f, _kind(f)) for f in dataclasses.fields(cls)
+            if f.name not in SECTIONS and _kind(f) is not tuple]
+
+
+def field_names() -> list[str]:
+    """Every overridable field name, dotted."""
+    return [n for n, _, _ in knobs()] + [n for s in SECTIONS for n, _, _ in knobs(s)]
+
+
+def _smoke() -> Preset:
+    # CPU minutes: a slice of the embedded demo pools, a tiny model, short sequences. A tiny model learns
+    # nothing in a few dozen steps at lr 1e-4, so smoke pretrains at 1e-3; downstream heads train a few
+    # epochs at 1e-3 on a slice of each labelled set.
+    return Preset(name="smoke").override({
+        "data.pool_limit": 256, "data.max_tokens": 130, "finetune.warmup_steps": 2, "pretrain.lr": 1e-3,
+        "pretrain.warmup_steps": 10, "pretrain.epochs": 4, "scoring.subset_size": 64, "selection.budget": 24,
+        "selection.strata": 10, "seeds": (0,), "downstream.train": 160, "downstream.test": 80,
+        "downstream.epochs": 6, "downstream.lr": 1e-3})
+
+
+def _demo() -> Preset:
     # The whole embedded demo pools, a small model; downstream 10 epochs, frozen-encoder heads at lr 1e-3
     # (Appendix B's 1e-5 moves a head on these small sets too little to compare encoders). 5 min on an H100;
-    # about 3 hours on 2 CPU cores (measured in part, README), over the intended hour.
-    "demo": Preset(name="demo", max_tokens=258, model="small", subset_size=1000,
-                   ft_warmup_steps=10, pretrain_lr=1e-3, pretrain_warmup_steps=200, pretrain_epochs=3,
-                   budget=400, strata=20, seeds=(0, 1, 2), downstream_epochs=10, downstream_lr=1e-3),
-    # Appendix A: RNA-FM size, full corpora (RNAcentral / UniRef50), GPU.
-    "paper": Preset(name="paper", rna_pool="rnacentral", protein_pool="uniref50", model="paper"),
-}
+    # about 3 hours on 2 CPU cores (measured in part, docs/results.md).
+    return Preset(name="demo", model="small").override({
+        "data.max_tokens": 258, "finetune.warmup_steps": 10, "pretrain.lr": 1e-3, "pretrain.warmup_steps": 200,
+        "pretrain.epochs": 3, "scoring.subset_size": 1000, "selection.budget": 400, "selection.strata": 20,
+        "downstream.epochs": 10, "downstream.lr": 1e-3})
 
 
-def get_preset(name: str = "smoke", **overrides) -> Preset:
-    """The named preset (smoke / demo / paper) with optional field overrides."""
+def _paper() -> Preset:
+    # Appendix A: RNA-FM size, full corpora (RNAcentral / UniRef50), GPU. The paper states no damping;
+    # the official code uses 1e-8 (see `--compat bio-coreset`); we keep 'auto'.
+    return Preset(name="paper", model="paper").override({"data.rna_pool": "rnacentral",
+                                                         "data.protein_pool": "uniref50"})
+
+
+PRESETS: dict[str, Preset] = {"smoke": _smoke(), "demo": _demo(), "paper": _paper()}
+
+
+def get_preset(name: str = "smoke", overrides: dict | None = None, **kwargs) -> Preset:
+    """The named preset (smoke / demo / paper) with optional overrides (see `Preset.override`)."""
     if name not in PRESETS:
         raise InputError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
-    return PRESETS[name].replace(**overrides) if overrides else PRESETS[name]
+    return PRESETS[name].override(overrides, **kwargs) if (overrides or kwargs) else PRESETS[name]
 
 
 def repo_root() -> Path:
@@ -84,52 +244,6 @@ def repo_root() -> Path:
     return Path(__file__).resolve().parents[1]
 
 
-def figures_dir() -> Path:
-    """Where every figure and table is written (figures/NN_name.*)."""
-    return repo_root() / "figures"
-
-
 def cache_dir() -> Path:
     """Downloaded Debian packages and full builds (never committed); CORELIB_CACHE overrides."""
     return Path(os.environ.get("CORELIB_CACHE", repo_root() / "data_cache"))
-
-
-def choose_device(prefer: str | None = None):
-    """The one place a torch device is chosen: `prefer` if given, else CUDA when available, else CPU."""
-    import torch
-
-    if isinstance(prefer, torch.device):
-        prefer = str(prefer)
-    if prefer:
-        if prefer.startswith("cuda") and not torch.cuda.is_available():
-            raise InputError(f"device {prefer!r} requested but CUDA is not available")
-        return torch.device(prefer)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def run_dir(preset: str) -> Path:
-    """runs/<preset>/: where notebooks and `make reproduce` keep models, scores and coresets (not committed)."""
-    return repo_root() / "runs" / preset
-
-
-def dist_context(device=None):
-    """(rank, world, device): initialises torch.distributed under torchrun (gloo on CPU, nccl on GPU);
-    one process is (0, 1, chosen device)."""
-    import torch
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not torch.distributed.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() and str(device or "cuda").startswith("cuda") else "gloo"
-        torch.distributed.init_process_group(backend)
-    rank = torch.distributed.get_rank() if world > 1 else 0
-    if device is None and torch.cuda.is_available():
-        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
-    return rank, world, choose_device(device)
-
-
-def barrier(world: int) -> None:
-    """Wait for every rank (no-op in one process)."""
-    if world > 1:
-        import torch
-
-        torch.distributed.barrier()

@@ -1,11 +1,21 @@
-"""Atomic file writes: everything a stage commits is written to NAME.tmp and renamed into place, so a
-kill leaves either the old file or the new one, never half of one."""
+"""Files a stage commits: atomic writes (NAME.tmp renamed into place, so a kill leaves the old file or the
+new one, never half of one), deterministic gzip, sha256, and the settings record of a resumable folder."""
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import os
 from pathlib import Path
+
+
+def sha256_file(path) -> str:
+    """Hex sha256 of a file, streamed."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def atomic_write(path, write) -> Path:

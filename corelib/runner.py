@@ -4,8 +4,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .config import get_preset, repo_root
-from .errors import InputError
+from corelib.config import get_preset, repo_root
+from corelib.errors import InputError
+from corelib.layout import RunLayout
 
 
 def list_notebooks(only: list[str] | None = None) -> list[Path]:
@@ -20,15 +21,15 @@ def list_notebooks(only: list[str] | None = None) -> list[Path]:
 
 def run_notebooks(preset: str = "smoke", out_dir: Path | None = None, only: list[str] | None = None,
                   kernel: str = "python3") -> list[tuple[str, float]]:
-    """Execute each notebook with `preset` injected as a parameter; outputs go to runs/<preset>/.
+    """Execute each notebook with `preset` injected as a parameter; executed copies go to runs/<preset>/notebooks/.
 
     A failing notebook raises RuntimeError naming the notebook and the cell.
     """
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
-    get_preset(preset)  # unknown preset: one clear line before anything runs
-    out_dir = Path(out_dir or repo_root() / "runs" / preset)
+    layout = RunLayout(get_preset(preset))  # unknown preset: one clear line before anything runs
+    out_dir = Path(out_dir or layout.notebooks())
     out_dir.mkdir(parents=True, exist_ok=True)
     timings = []
     for book in list_notebooks(only):

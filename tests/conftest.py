@@ -2,10 +2,20 @@
 from __future__ import annotations
 
 import gzip
+import os
+import tempfile
 
 import pytest
 
 from corelib.cli import main
+
+
+def pytest_configure(config):
+    """Tests write only into temporary folders: runs and figures (the notebooks under nbval included, whose
+    kernels inherit this environment) go to a fresh temporary folder unless the caller chose one."""
+    tmp = tempfile.mkdtemp(prefix="corelib-tests-")
+    os.environ.setdefault("CORELIB_RUNS", os.path.join(tmp, "runs"))
+    os.environ.setdefault("CORELIB_FIGURES", os.path.join(tmp, "figures"))
 
 
 @pytest.fixture

@@ -10,8 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from corelib.benchmarks import (BENCHMARKS, load_benchmark, read_crispr_on, read_distance_map, read_modification,
-                                read_ppi_affinity, read_rbp)
+from corelib.data import (
+    BENCHMARKS,
+    load_benchmark,
+    read_crispr_on,
+    read_distance_map,
+    read_modification,
+    read_ppi_affinity,
+    read_rbp,
+)
 from corelib.errors import InputError
 
 FIX = Path(__file__).parent / "fixtures" / "benchmarks"
@@ -96,7 +103,7 @@ def test_a_missing_benchmark_says_where_to_put_it(tmp_path, monkeypatch):
 
 def test_placed_benchmarks_join_the_downstream_evaluation(tmp_path, monkeypatch):
     from corelib.config import get_preset
-    from corelib.evaluate import evaluate_encoder
+    from corelib.evaluation import evaluate_encoder
     from corelib.models import build_model
 
     shutil.copytree(FIX / "beacon/Modification", tmp_path / "benchmarks/beacon/Modification")
@@ -104,7 +111,7 @@ def test_placed_benchmarks_join_the_downstream_evaluation(tmp_path, monkeypatch)
     shutil.copytree(FIX / "beacon/DistanceMap", tmp_path / "benchmarks/beacon/DistanceMap")
     shutil.copytree(FIX / "rbp", tmp_path / "benchmarks/rbp")
     monkeypatch.setenv("CORELIB_CACHE", str(tmp_path))
-    preset = get_preset("smoke", downstream_epochs=1)
+    preset = get_preset("smoke", {"downstream.epochs": 1})
     df = evaluate_encoder(build_model("rna", "tiny"), "rna", preset, tasks={"Modif", "CRI-On", "DistMap", "RBP"})
     got = {(t, m) for t, m in zip(df["task"], df["metric"])}
     assert got == {("Modif", "AUC"), ("CRI-On", "SC"), ("CRI-On", "MSE"), ("DistMap", "R2"), ("DistMap", "SC"),

@@ -4,24 +4,28 @@ from __future__ import annotations
 import pytest
 import torch
 
-from corelib.config import PRESETS, choose_device, get_preset
+from corelib.config import PRESETS, get_preset
 from corelib.errors import InputError
+from corelib.runtime import choose_device
 
 
 def test_paper_preset_holds_appendix_a_values():
     p = get_preset("paper")
-    assert (p.batch_size, p.mask_prob, p.ft_lr, p.ft_weight_decay, p.ft_warmup_steps, p.ft_epochs) == \
-        (16, 0.15, 1e-5, 0.01, 50, 1)                                           # A.5
-    assert (p.pretrain_lr, p.pretrain_weight_decay, p.pretrain_warmup_steps, p.pretrain_epochs) == \
-        (1e-4, 0.01, 2000, 10)                                                  # A.3 / A.4
-    assert (p.hard_cutoff, p.strata, p.budget, p.subset_size, p.seed, p.seeds) == \
-        (0.05, 50, 200_000, 200_000, 0, (0, 1, 2))                             # A.1, Section 4, A.6, B.3
-    assert p.max_tokens == 1024
+    ft, pt = p.finetune, p.pretrain
+    assert (ft.batch_size, p.data.mask_prob, ft.lr, ft.weight_decay, ft.warmup_steps, ft.epochs, ft.schedule) == \
+        (16, 0.15, 1e-5, 0.01, 50, 1, "constant")                              # A.5
+    assert (pt.batch_size, pt.lr, pt.weight_decay, pt.warmup_steps, pt.epochs, pt.schedule) == \
+        (16, 1e-4, 0.01, 2000, 10, "inverse_sqrt")                             # A.3 / A.4
+    assert (p.selection.hard_cutoff, p.selection.strata, p.selection.budget, p.scoring.subset_size, p.seed,
+            p.seeds) == (0.05, 50, 200_000, 200_000, 0, (0, 1, 2))             # A.1, Section 4, A.6, B.3
+    assert p.data.max_tokens == 1024
 
 
 def test_overrides_replace_fields_and_reject_unknown_names():
-    p = get_preset("smoke", budget=10, seed=3)
-    assert (p.budget, p.seed, p.name) == (10, 3, "smoke") and PRESETS["smoke"].budget != 10
+    p = get_preset("smoke", {"selection.budget": 10}, seed=3)
+    assert (p.selection.budget, p.seed, p.name) == (10, 3, "smoke") and PRESETS["smoke"].selection.budget != 10
+    assert get_preset("smoke", selection={"strata": 7}).selection.strata == 7
+    assert p.data == PRESETS["smoke"].data                       # other sections untouched
     with pytest.raises(InputError, match="unknown preset field"):
         get_preset("smoke", bugdet=10)
     with pytest.raises(InputError, match="unknown preset"):

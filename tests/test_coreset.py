@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 from corelib import selection
-from corelib.coreset import read_coreset, read_scores, write_scores
-from corelib.data import read_fasta
-from corelib.sources import dataset_path, load_pool, sha256_file
+from corelib.data import dataset_path, load_pool, read_fasta
+from corelib.files import sha256_file
+from corelib.selection import read_coreset, read_scores, write_scores
 
 
 @pytest.fixture
@@ -52,12 +52,13 @@ def test_rate_and_seed_are_recorded(cli, scored):
     assert status == 0 and manifest["budget"] == 30 and manifest["seed"] == 3 and manifest["parameters"]["rate"] == 0.9
 
 
+@pytest.mark.apt
 def test_cluster_capped_selection_with_mmseqs2(cli, scored):
     tmp, df = scored
     status, out, err = cli("select", "--scores", tmp / "scores", "--method", "cluster", "--budget", 20, "--cap", 1,
                            "--min-seq-id", 0.9, "--out", tmp / "clu")
     assert status == 0, err
-    from corelib.clusters import mmseqs_clusters
+    from corelib.data import mmseqs_clusters
 
     clusters = mmseqs_clusters(tmp / "pool.fa", 0.9).set_index("id")["cluster"]
     picked_ids = (tmp / "clu" / "ids.txt").read_text().split()
@@ -67,9 +68,9 @@ def test_cluster_capped_selection_with_mmseqs2(cli, scored):
 @pytest.mark.parametrize("args, expect", [
     (["--budget", 301], "larger than the pool"),
     (["--budget", 290], "left after the hard cutoff"),
-    (["--budget", 0], "positive"),
-    (["--rate", 1.5], "pruning rate"),
-    (["--budget", 10, "--hard-cutoff", 1.0], "[0, 1)"),
+    (["--budget", 0], "--budget: '0' must be >= 1"),
+    (["--rate", 1.5], "--rate: '1.5' must be < 1"),
+    (["--budget", 10, "--hard-cutoff", 1.0], "--hard-cutoff: '1.0' must be < 1"),
 ])
 def test_bad_budgets_are_one_line_exit_2(cli, scored, args, expect):
     tmp, _ = scored

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from corelib.evaluate import (MIN_LOOP, TASKS, Task, decode_pairs, pair_density, score_task, task_data)
+from corelib.evaluation import MIN_LOOP, TASKS, Task, decode_pairs, pair_density, score_task, task_data
 
 
 def _task(name):

@@ -7,8 +7,8 @@ import pytest
 import torch
 from scipy.stats import pearsonr
 
-from corelib import exact
-from corelib.sources import load_pool
+from corelib.data import load_pool
+from corelib.influence import exact
 
 LAM = 0.01
 
@@ -97,8 +97,8 @@ def test_first_order_term_of_eq6_vanishes_at_the_subset_optimum(task):
 
 def test_per_sample_gradient_matrix_matches_autograd():
     from corelib.data import mlm_batches, tokenize
-    from corelib.influence import per_sample_gradient_matrix, per_sequence_loss
-    from corelib.models import build_model
+    from corelib.influence import per_sample_gradient_matrix
+    from corelib.models import build_model, per_sequence_loss
 
     model = build_model("rna", "tiny", seed=9)
     tokens = tokenize(load_pool("rna_demo", "rna", limit=6)["seq"], "rna", 40)

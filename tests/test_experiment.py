@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from corelib import config, experiment
 from corelib.config import get_preset
-from corelib.experiment import CELLS, cell_size, evaluate_cells, pretrain_cells, slug, summarize, verdicts
+from corelib.experiment import CELLS, cell_size, evaluate_cells, pretrain_cells, summarize, verdicts
+from corelib.experiment import grid as experiment
+from corelib.layout import slug
 
 
 def test_cell_names_sizes_and_folders():
@@ -17,7 +18,7 @@ def test_cell_names_sizes_and_folders():
     assert slug("Top I (w/o ft)") == "top_i_wo_ft" and slug("Random 10x") == "random_10x"
     p = get_preset("smoke")
     assert [cell_size(c, p, 256) for c in CELLS] == [0, 24, 240, 24, 24, 24, 24, 256]
-    assert cell_size(CELLS[2], p.replace(budget=0.5), 100) == 100   # 10 x 50 capped at the pool
+    assert cell_size(CELLS[2], p.override({"selection.budget": 0.5}), 100) == 100   # 10 x 50 capped at the pool
 
 
 def _summary(rows):
@@ -56,13 +57,13 @@ def test_a_single_seed_has_no_spread_and_no_verdict_beyond_it():
 
 @pytest.fixture
 def tiny_grid(tmp_path, monkeypatch):
-    runs = lambda name: tmp_path / name   # noqa: E731
-    monkeypatch.setattr(config, "run_dir", runs)
-    monkeypatch.setattr(experiment, "run_dir", runs)
-    return get_preset("smoke", pool_limit=40, budget=3, pretrain_epochs=1, subset_size=16, downstream_train=12,
-                      downstream_test=6, downstream_epochs=1)
+    monkeypatch.setenv("CORELIB_RUNS", str(tmp_path))
+    return get_preset("smoke", {"data.pool_limit": 40, "selection.budget": 3, "pretrain.epochs": 1,
+                                "scoring.subset_size": 16, "downstream.train": 12, "downstream.test": 6,
+                                "downstream.epochs": 1})
 
 
+@pytest.mark.slow
 def test_grid_runs_resumes_without_redoing_work_and_gives_the_same_metrics(tiny_grid, tmp_path):
     p = tiny_grid
     for modality in ("rna", "protein"):
@@ -90,9 +91,9 @@ def test_a_grid_folder_refuses_another_presets_settings(tiny_grid, cli):
     from corelib.errors import InputError
 
     experiment.check_settings(tiny_grid, "rna")
-    experiment.check_settings(tiny_grid.replace(seeds=(0, 1)), "rna")   # more seeds: more files, same grid
-    with pytest.raises(InputError, match="other settings \\(budget\\)"):
-        experiment.check_settings(tiny_grid.replace(budget=5), "rna")
+    experiment.check_settings(tiny_grid.override(seeds=(0, 1)), "rna")   # more seeds: more files, same grid
+    with pytest.raises(InputError, match="other settings \\(selection.budget\\)"):
+        experiment.check_settings(tiny_grid.override({"selection.budget": 5}), "rna")
 
 
 def test_a_given_reference_checkpoint_scores_the_pool_and_is_the_full_pool_row(tiny_grid, tmp_path):
@@ -112,9 +113,7 @@ def test_a_given_reference_checkpoint_scores_the_pool_and_is_the_full_pool_row(t
 
 def test_experiment_on_a_missing_paper_corpus_is_one_line_and_writes_nothing(cli, tmp_path, monkeypatch):
     monkeypatch.setenv("CORELIB_CACHE", str(tmp_path / "cache"))
-    runs = lambda name: tmp_path / name   # noqa: E731
-    monkeypatch.setattr(config, "run_dir", runs)
-    monkeypatch.setattr(experiment, "run_dir", runs)
+    monkeypatch.setenv("CORELIB_RUNS", str(tmp_path))
     status, out, err = cli("experiment", "--preset", "paper", "--modality", "rna")
     assert status == 2 and err.count("\n") == 1 and "rnacentral" in err
     assert not (tmp_path / "paper").exists()

@@ -6,11 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from corelib.data import get_vocab, mlm_batches, tokenize
-from corelib.influence import (diagonal_fisher, per_sequence_loss, resolve_damping, scope_params,
-                               self_influence)
-from corelib.models import MaskedLM, build_model
-from corelib.sources import load_pool
+from corelib.data import get_vocab, load_pool, mlm_batches, tokenize
+from corelib.influence import diagonal_fisher, resolve_damping, scope_params, self_influence
+from corelib.models import MaskedLM, build_model, per_sequence_loss
 
 DAMPING = 1e-3
 
@@ -89,32 +87,29 @@ def test_scores_do_not_depend_on_the_batch_a_sequence_lands_in(modality):
         np.testing.assert_allclose(got, first, rtol=1e-5)
 
 
-def test_a_transposed_gradient_would_be_caught():
-    """Break the engine on purpose (transpose the outer product): the elementwise Fisher comparison with
-    the oracle must fail. (Eq. 11 alone would not notice: a consistently transposed F cancels.)"""
-    from corelib import influence
+def test_a_transposed_gradient_would_be_caught(monkeypatch):
+    """Break the engine on purpose (transpose the outer product in the Linear rule): the elementwise Fisher
+    comparison with the oracle must fail. (Eq. 11 alone would not notice: a consistently transposed F cancels.)"""
+    from corelib.influence.rules import RULES, LinearRule
+
+    class TransposedLinear(LinearRule):
+        def per_sample(self, module, inp, grad_out, kept):
+            out = super().per_sample(module, inp, grad_out, kept)
+            if module.in_features == module.out_features:
+                out["weight"] = out["weight"].transpose(1, 2)
+            return out
 
     model = build_model("rna", "tiny", seed=3)
     tokens, idx = _tokens("rna", n=6)
-    original = influence.PerSampleGradients._per_sample
-
-    def transposed(self, mname, mod, inp, g, features):
-        if isinstance(mod, torch.nn.Linear) and mod.in_features == mod.out_features:
-            a, go = self._batch_first(mname, inp).float(), self._batch_first(mname, g).float()
-            self._deliver(mod.weight, torch.einsum("bti,bto->boi", a, go).transpose(1, 2))
-            if mod.bias is not None:
-                self._deliver(mod.bias, go.sum(1))
-            return
-        original(self, mname, mod, inp, g, features)
-
-    influence.PerSampleGradients._per_sample = transposed
-    try:
-        fisher, _ = _ours(model, tokens, idx, "linear", batch_size=3)
-    finally:
-        influence.PerSampleGradients._per_sample = original
+    monkeypatch.setitem(RULES, torch.nn.Linear, TransposedLinear())
+    fisher, _ = _ours(model, tokens, idx, "linear", batch_size=3)
+    monkeypatch.undo()
     f_oracle, _ = _oracle(model, tokens, idx, "linear", DAMPING)
     f_ours = torch.cat([fisher[n].flatten().double() for n in scope_params(model, "linear")])
     assert not torch.allclose(f_ours, f_oracle, rtol=1e-4)
+    good, _ = _ours(model, tokens, idx, "linear", batch_size=3)        # the registry is restored
+    assert torch.allclose(torch.cat([good[n].flatten().double() for n in scope_params(model, "linear")]), f_oracle,
+                          rtol=1e-4, atol=1e-12 + 1e-6 * float(f_oracle.max()))
 
 
 def test_damping_auto_is_a_tenth_of_the_mean_fisher_entry():
@@ -133,5 +128,6 @@ def test_unknown_scope_and_unsupported_parameters_are_refused():
     with pytest.raises(InputError, match="the model has 2 blocks"):
         scope_params(model, "last:99")
     model.net.extra = torch.nn.Parameter(torch.zeros(3))
-    with pytest.raises(InputError, match="no per-sample gradient rule"):
+    with pytest.raises(InputError, match="no per-sample gradient rule for ProteinBertModel module 'net' "
+                                         r"\(scored parameter net.extra\)"):
         PerSampleGradients(model, scope_params(model, "all"), lambda n, g: None)

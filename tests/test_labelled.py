@@ -12,10 +12,23 @@ from scipy.spatial.distance import cdist
 from sklearn.linear_model import LogisticRegression
 
 from corelib.config import cache_dir
-from corelib.labelled import (LABELLED, STRUCTURE_DB, _project, build_labelled, ca_coordinates, contact_map,
-                              dssp3, load_labelled, read_structure_db, to_dotbracket, wuss_pairs)
-from corelib.metrics import pairs_from_dotbracket
-from corelib.sources import load_pool, manifests_dir, sha256_file
+from corelib.data import (
+    LABELLED,
+    STRUCTURE_DB,
+    build_labelled,
+    ca_coordinates,
+    contact_map,
+    dssp3,
+    load_labelled,
+    load_pool,
+    manifests_dir,
+    read_structure_db,
+    to_dotbracket,
+    wuss_pairs,
+)
+from corelib.data.labelled import _project
+from corelib.evaluation.metrics import pairs_from_dotbracket
+from corelib.files import sha256_file
 
 
 @pytest.mark.parametrize("modality,names", [("rna", ["rna_typecls", "rna_ss"]),
@@ -108,7 +121,7 @@ def _write_structure_db(path, chains):
     coords = np.concatenate([c[2] for c in chains]).astype("<i2").tobytes()
     dssp = "".join(c[3] for c in chains).encode()
     body = b""
-    for arr, width in [(seq, 1), (coords, 24), (bytes(4 * offset), 4), (bytes(2 * offset), 2), (bytes(2 * offset), 2), (dssp, 1)]:
+    for arr, _width in [(seq, 1), (coords, 24), (bytes(4 * offset), 4), (bytes(2 * offset), 2), (bytes(2 * offset), 2), (dssp, 1)]:
         body += struct.pack("<Q", offset) + arr
     path.write_bytes(header + struct.pack("<Q", len(chains)) + toc + body)
 
@@ -142,6 +155,7 @@ def test_real_structure_db_has_protein_geometry():
     assert len(toc) > 20000 and abs(np.median(n_ca) - 1.46) < 0.03    # N-CA bond length
 
 
+@pytest.mark.apt
 @pytest.mark.parametrize("name", ["rna_typecls", "rna_ss", "protein_loc"])
 def test_build_from_debian_packages_reproduces_the_committed_labelled_file(name, tmp_path):
     if shutil.which("apt-get") is None or shutil.which("dpkg") is None:
@@ -151,8 +165,9 @@ def test_build_from_debian_packages_reproduces_the_committed_labelled_file(name,
     assert sha256_file(built) == man["sha256"]
 
 
+@pytest.mark.apt
 def test_near_duplicates_counts_a_one_letter_variant_and_not_an_unrelated_sequence():
-    from corelib.labelled import near_duplicates
+    from corelib.data import near_duplicates
 
     rng = np.random.default_rng(1)
     pool = ["".join(rng.choice(list("ACDEFGHIKLMNPQRSTVWY"), 120)) for _ in range(20)]
@@ -162,6 +177,7 @@ def test_near_duplicates_counts_a_one_letter_variant_and_not_an_unrelated_sequen
     assert near_duplicates([unrelated], pool, "protein") == 0
 
 
+@pytest.mark.apt
 def test_leakage_verb_reports_every_set_and_refuses_an_unknown_one(cli):
     status, out, err = cli("data", "leakage", "protein_struct")
     assert status == 0 and "protein_struct" in out and "near_duplicates_90" in out

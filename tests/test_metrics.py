@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from corelib import metrics
+from corelib.evaluation import metrics
 
 
 def test_classification_by_hand():

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from corelib.models import load_checkpoint
-from corelib.pretrain import lr_factor
+from corelib.training import lr_factor
 
 ENV = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
 
@@ -39,7 +39,7 @@ def _cli(*args):
 
 
 def test_pretraining_reads_a_coreset_folder(tmp_path, cli):
-    from corelib.coreset import write_scores
+    from corelib.selection import write_scores
 
     pool = pd.DataFrame({"id": [f"s{i}" for i in range(4)], "index": range(4), "length": 4, "score": [1.0, 2, 3, 4]})
     fasta = tmp_path / "pool.fa"
@@ -98,8 +98,7 @@ def test_two_torchrun_processes_train_like_one(tmp_path):
     # moves them by float noise that differs between runs without changing any output: compare outputs
     a, b = one_model.state_dict(), two_model.state_dict()
     assert all(torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-5) for k in a if "k_proj.bias" not in k)
-    from corelib.data import mlm_batches, tokenize
-    from corelib.sources import load_pool
+    from corelib.data import load_pool, mlm_batches, tokenize
 
     tokens = tokenize(load_pool("rna_demo", "rna", limit=16)["seq"], "rna", 66)
     x = next(iter(mlm_batches(tokens, np.arange(16), 16, one_model.vocab, mask_seed=0)))[0]

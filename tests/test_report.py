@@ -9,18 +9,19 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from corelib import __version__  # noqa: E402
-from corelib.errors import InputError  # noqa: E402
-from corelib.report import save_table, savefig  # noqa: E402
+from corelib import __version__
+from corelib.errors import InputError
+from corelib.report import save_table, savefig
 
 
 @pytest.fixture
 def root(tmp_path, monkeypatch):
     monkeypatch.setenv("CORELIB_ROOT", str(tmp_path))
+    monkeypatch.delenv("CORELIB_FIGURES", raising=False)   # figures/ under the root, as in a checkout
     return tmp_path
 
 
-def test_savefig_writes_named_png_with_fixed_metadata_and_same_bytes_twice(root):
+def test_savefig_writes_named_png_with_fixed_metadata_and_same_bytes_twice(root, monkeypatch):
     def draw():
         fig, ax = plt.subplots()
         ax.plot([0, 1], [1, 0])
@@ -30,6 +31,9 @@ def test_savefig_writes_named_png_with_fixed_metadata_and_same_bytes_twice(root)
     first = path.read_bytes()
     assert path == root / "figures" / "07_line.png"
     assert Image.open(path).info["Software"] == f"corelib {__version__}"
+    monkeypatch.setenv("CORELIB_FIGURES", str(root / "elsewhere"))   # the one setting that redirects figures
+    assert savefig(draw(), "07_line") == root / "elsewhere" / "07_line.png"
+    monkeypatch.delenv("CORELIB_FIGURES")
     assert savefig(draw(), "07_line").read_bytes() == first
 
 

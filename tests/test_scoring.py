@@ -16,11 +16,10 @@ import pytest
 import torch
 
 from corelib.config import get_preset
-from corelib.coreset import read_scores
-from corelib.data import get_vocab
+from corelib.data import get_vocab, load_pool
+from corelib.influence import run_scoring
 from corelib.models import build_model, save_checkpoint
-from corelib.scoring import run_scoring
-from corelib.sources import load_pool
+from corelib.selection import read_scores
 
 ENV = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
 
@@ -40,7 +39,7 @@ def _cli(*args, timeout=300):
                           env=ENV, timeout=timeout)
 
 
-SMALL = get_preset("smoke", subset_size=16, max_tokens=66, pool_limit=None)
+SMALL = get_preset("smoke", {"scoring.subset_size": 16, "data.max_tokens": 66, "data.pool_limit": None})
 
 
 def test_same_inputs_give_the_same_scores_and_layer_columns(tmp_path):

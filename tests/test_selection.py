@@ -246,5 +246,5 @@ def test_selection_needs_no_torch():
     import subprocess
     import sys
 
-    code = "import sys, corelib.selection, corelib.coreset; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import sys, corelib.selection; assert 'torch' not in sys.modules, 'torch imported'"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0

@@ -6,8 +6,9 @@ import shutil
 import pytest
 import yaml
 
-from corelib.sources import DATASETS, build_dataset, dataset_path, load_pool, manifests_dir, sha256_file, verify_datasets
+from corelib.data import DATASETS, build_dataset, dataset_path, load_pool, manifests_dir, verify_datasets
 from corelib.errors import InputError
+from corelib.files import sha256_file
 
 REQUIRED = {"name", "modality", "file", "sha256", "sequences", "length", "sources", "build_command", "processing"}
 
@@ -25,7 +26,7 @@ def test_manifest_describes_the_committed_file(name):
 
 
 def test_verify_accepts_committed_files_and_rejects_a_changed_one(tmp_path, monkeypatch):
-    from corelib.labelled import LABELLED
+    from corelib.data import LABELLED
 
     assert len(verify_datasets()) == len(DATASETS) + len(LABELLED)
     root = tmp_path / "root"
@@ -45,6 +46,7 @@ def test_paper_corpus_manifest_says_where_to_put_the_files(name, tmp_path, monke
         dataset_path(name)
 
 
+@pytest.mark.apt
 @pytest.mark.parametrize("name", sorted(DATASETS))
 def test_build_from_debian_packages_reproduces_committed_file_byte_for_byte(name, tmp_path):
     if shutil.which("apt-get") is None or shutil.which("dpkg") is None:

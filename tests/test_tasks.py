@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from corelib import metrics
 from corelib.data import pad_batch, tokenize
+from corelib.evaluation import PROTOCOLS, DownstreamModel, Head, Protocol, metrics, predict, residue_states, train_head
 from corelib.models import build_model
-from corelib.tasks import PROTOCOLS, DownstreamModel, Head, Protocol, predict, residue_states, train_head
 
 
 def _motif_task(n=160, seed=0):
@@ -99,7 +98,7 @@ def test_frozen_encoder_head_on_cached_states_equals_running_the_encoder_every_s
 
 
 def test_pair_weight_by_hand():
-    from corelib.tasks import pair_weight
+    from corelib.evaluation import pair_weight
 
     a = np.full((4, 4), -1.0); a[0, 3] = a[3, 0] = 1; a[0, 2] = a[2, 0] = 0; a[1, 3] = a[3, 1] = 0
     assert pair_weight([a]) == pytest.approx(np.sqrt(4 / 2))

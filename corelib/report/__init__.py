@@ -1,0 +1,25 @@
+"""Report layer: every figure and table of the notebooks, written through one helper."""
+from corelib.report.figures import (
+    plot_agreement,
+    plot_cci_strata,
+    plot_coreset_distributions,
+    plot_downstream,
+    plot_lines,
+    plot_loss_curves,
+    plot_loss_panels,
+    plot_overlap,
+    plot_pool_overview,
+    plot_scatter,
+    plot_score_panels,
+)
+from corelib.report.output import FIGURE_NAME, output_path, save_table, savefig
+from corelib.report.tables import (
+    experiment_long,
+    paper_results,
+    paper_style_table,
+    save_experiment_tables,
+    save_paper_table,
+    size_label,
+)
+
+__all__ = ['FIGURE_NAME', 'output_path', 'savefig', 'save_table', 'plot_pool_overview', 'plot_loss_curves', 'plot_score_panels', 'plot_agreement', 'plot_cci_strata', 'plot_coreset_distributions', 'plot_overlap', 'plot_lines', 'plot_scatter', 'plot_loss_panels', 'plot_downstream', 'paper_results', 'paper_style_table', 'save_paper_table', 'size_label', 'experiment_long', 'save_experiment_tables']

@@ -1,0 +1,53 @@
+"""The one place figures and tables are written: figures/NN_name.png with fixed metadata, tables as CSV +
+Markdown.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from corelib.errors import InputError
+from corelib.layout import figures_dir
+
+FIGURE_NAME = re.compile(r"^\d\d_[A-Za-z0-9_]+$")
+SIGNIFICANT = 6   # significant digits kept in committed CSV tables
+
+
+def output_path(name: str, suffix: str) -> Path:
+    if not FIGURE_NAME.match(name):
+        raise InputError(f"figure/table name {name!r} must look like NN_name (NN = notebook number)")
+    out = figures_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    return out / f"{name}{suffix}"
+
+
+def savefig(fig, name: str, dpi: int = 110) -> Path:
+    """Save a matplotlib figure as figures/NN_name.png with fixed metadata (reproducible bytes)."""
+    from corelib import __version__
+
+    path = output_path(name, ".png")
+    fig.savefig(path, dpi=dpi, bbox_inches="tight",
+                metadata={"Software": f"corelib {__version__}", "Title": name})
+    return path
+
+
+def rounded(df: pd.DataFrame, digits: int = SIGNIFICANT) -> pd.DataFrame:
+    """Float columns rounded to `digits` significant digits, so float noise in the last digits (another
+    CPU, another BLAS) cannot change a committed table."""
+    out = df.copy()
+    for col in out.columns:
+        if pd.api.types.is_float_dtype(out[col]):
+            out[col] = [float(f"{v:.{digits}g}") if np.isfinite(v) else v for v in out[col].to_numpy(dtype=float)]
+    return out
+
+
+def save_table(df: pd.DataFrame, name: str, floatfmt: str = ".4g") -> tuple[Path, Path]:
+    """Save a table as figures/NN_name.csv and figures/NN_name.md, floats rounded (`rounded`)."""
+    csv, md = output_path(name, ".csv"), output_path(name, ".md")
+    table = rounded(df)
+    table.to_csv(csv, index=False)
+    md.write_text(table.to_markdown(index=False, floatfmt=floatfmt) + "\n")
+    return csv, md

@@ -1,0 +1,200 @@
+"""The select methods by name (the `select --method` choices), one small class each, and `select_coreset`,
+the `select` stage: score file -> coreset folder.
+
+Every method sees scores with "higher = more influential": a score file whose scores.json says its scores
+are negated (the official bio-coreset convention, `--compat bio-coreset`) is turned around on reading.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from corelib.errors import InputError
+from corelib.files import sha256_file
+from corelib.selection import methods
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a method may use: the score table (higher = more influential), the budget and its knobs."""
+
+    scores: pd.DataFrame
+    budget: int | float
+    seed: int = 0
+    hard_cutoff: float = 0.05
+    strata: int = 50
+    cap: int = 1
+    clusters: np.ndarray | None = None
+    column: str = "loss"
+
+    @property
+    def values(self) -> np.ndarray:
+        return self.scores["score"].to_numpy(dtype=float)
+
+
+class Method:
+    """One selection method: `select(request)` returns row positions of the score table."""
+
+    name = ""
+    default_seed = 0
+    default_hard_cutoff = 0.05
+
+    def select(self, r: Request) -> np.ndarray:
+        raise NotImplementedError
+
+
+class Random(Method):
+    """Uniform random subset (the paper's Random baseline)."""
+
+    name = "random"
+
+    def select(self, r):
+        return methods.random(len(r.scores), r.budget, r.seed)
+
+
+class TopK(Method):
+    """Top-k influence (Section 3.3)."""
+
+    name = "topk"
+
+    def select(self, r):
+        return methods.top_k(r.values, r.budget)
+
+
+class BottomK(Method):
+    """The k least influential (the easy end; a baseline)."""
+
+    name = "bottomk"
+
+    def select(self, r):
+        return methods.bottom_k(r.values, r.budget)
+
+
+class CCI(Method):
+    """Coverage-centric influence, Algorithm 1 with equal-width strata (A.1)."""
+
+    name = "cci"
+    binning = "width"
+
+    def select(self, r):
+        return methods.cci(r.values, r.budget, r.hard_cutoff, r.strata, r.seed, binning=self.binning)
+
+
+class CCIQuantile(CCI):
+    """Algorithm 1 with equal-count strata."""
+
+    name = "cci-quantile"
+    binning = "quantile"
+
+
+class CCIOfficial(Method):
+    """The official code's selection, for reproducing its coresets (`methods.cci_official`)."""
+
+    name = "cci-official"
+    default_seed = 42
+    default_hard_cutoff = 0.1
+
+    def select(self, r):
+        return methods.cci_official(r.values, r.budget, exclude_lowest_ratio=r.hard_cutoff, strata=r.strata,
+                                    seed=r.seed)
+
+
+class LengthStratified(Method):
+    """Random within length deciles, in proportion to their size."""
+
+    name = "length"
+
+    def select(self, r):
+        return methods.length_stratified(r.scores["length"].to_numpy(), r.budget, seed=r.seed)
+
+
+class Band(Method):
+    """Uniform among examples between the 10% and 90% quantiles of a column (e.g. the MLM loss)."""
+
+    name = "band"
+
+    def select(self, r):
+        if r.column not in r.scores.columns:
+            raise InputError(f"method 'band' needs a {r.column!r} column in the score file")
+        return methods.loss_band(r.scores[r.column].to_numpy(dtype=float), r.budget, seed=r.seed)
+
+
+class ClusterCapped(Method):
+    """At most `cap` picks per MMseqs2 cluster."""
+
+    name = "cluster"
+
+    def select(self, r):
+        if r.clusters is None:
+            raise InputError("method 'cluster' needs cluster assignments (a FASTA for MMseqs2)")
+        return methods.cluster_capped(r.clusters, r.budget, cap=r.cap, seed=r.seed)
+
+
+REGISTRY: dict[str, Method] = {m.name: m for m in (Random(), TopK(), BottomK(), CCI(), CCIQuantile(), CCIOfficial(),
+                                                    LengthStratified(), Band(), ClusterCapped())}
+METHODS = tuple(REGISTRY)
+
+
+def get_method(name: str) -> Method:
+    """A method by name; an unknown one is an InputError listing the known names."""
+    if name not in REGISTRY:
+        raise InputError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
+    return REGISTRY[name]
+
+
+def select_indices(method: str, scores: pd.DataFrame, budget, seed: int = 0, hard_cutoff: float = 0.05,
+                   strata: int = 50, cap: int = 1, clusters=None, column: str = "loss") -> np.ndarray:
+    """Run a named method (Section 3.3 / baselines) on a score table whose `score` is higher = more
+    influential; returns row positions of the table (its `index` column maps them to pool positions)."""
+    request = Request(scores, budget, seed, hard_cutoff, strata, cap, clusters, column)
+    try:
+        return get_method(method).select(request)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+
+
+def score_sign(meta: dict) -> int:
+    """+1 when a score file stores I (higher = more influential), -1 when it stores -I (official convention)."""
+    if "score_sign" in meta:
+        return int(meta["score_sign"])
+    return -1 if str(meta.get("sign", "")).startswith("negated") else 1
+
+
+def select_coreset(scores_path, method: str, out, *, budget=None, rate=None, fasta=None, modality=None,
+                   seed=None, hard_cutoff=None, strata: int = 50, cap: int = 1, min_seq_id: float = 0.5,
+                   column: str = "loss") -> tuple[Path, int, int]:
+    """The `select` stage: read a score file, turn its scores to "higher = more influential", run a method
+    and write the coreset folder; returns (folder, coreset size, pool size)."""
+    from corelib import __version__
+    from corelib.selection.files import read_scores, score_file, write_coreset
+
+    chosen = get_method(method)
+    scores, meta = read_scores(scores_path)
+    fasta = fasta or meta.get("fasta")
+    modality = modality or meta.get("modality")
+    if not fasta or not modality:
+        raise InputError(f"{scores_path}: scores.json names no pool FASTA/modality; pass --fasta and --modality")
+    sign = score_sign(meta)
+    oriented = scores.assign(score=sign * scores["score"].to_numpy(dtype=float))
+    seed = chosen.default_seed if seed is None else seed
+    beta = chosen.default_hard_cutoff if hard_cutoff is None else hard_cutoff
+    size = budget if budget is not None else rate
+    clusters = None
+    if method == "cluster":
+        from corelib.data.clusters import mmseqs_clusters
+
+        table = mmseqs_clusters(fasta, min_seq_id).set_index("id")["cluster"]
+        clusters = table.reindex(scores["id"]).to_numpy()
+    rows = select_indices(method, oriented, size, seed=seed, hard_cutoff=beta, strata=strata, cap=cap,
+                          clusters=clusters, column=column)
+    path = score_file(scores_path)
+    manifest = {"method": method, "seed": seed, "budget": int(len(rows)), "n_pool": int(len(scores)),
+                "parameters": {"budget": budget, "rate": rate, "hard_cutoff": beta, "strata": strata, "cap": cap,
+                               "min_seq_id": min_seq_id, "column": column},
+                "score_sign": sign, "scores_file": str(path), "scores_sha256": sha256_file(path),
+                "fasta": str(fasta), "modality": modality, "corelib_version": __version__}
+    out = write_coreset(out, scores, rows, fasta, modality, manifest)
+    return out, len(rows), len(scores)

@@ -1,0 +1,155 @@
+"""corelib.influence.rules: each layer type's per-sample gradient rule against torch.autograd.grad taken one
+example at a time (batch size 1) on a tiny standalone module; uncovered layers are a one-line InputError."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from corelib.errors import InputError
+from corelib.influence import PerSampleGradients
+from corelib.influence.rules import (
+    RULES,
+    EmbeddingRule,
+    LayerNormRule,
+    LearnedPositionalEmbeddingRule,
+    LinearRule,
+    LMHeadBiasRule,
+    RobertaLMHeadRule,
+    find_rule,
+    rule_for,
+)
+
+B, T, D, V, PAD = 4, 5, 6, 9, 1
+
+
+def _loss(out: torch.Tensor) -> torch.Tensor:
+    """A simple nonlinear per-example loss (B,): sum of sin(output) weighted by fixed random numbers."""
+    w = torch.randn(out.shape[1:], generator=torch.Generator().manual_seed(11))
+    return (torch.sin(out) * w).flatten(1).sum(1)
+
+
+def _rule_grads(module, x):
+    """The module's rule applied to its batch input and dL/d(output) from one backward of sum_b loss_b."""
+    rule = rule_for(module, "m")
+    kept = {}
+    handles = [sub.register_forward_hook(lambda m, i, o, key=key: kept.__setitem__(key, o))
+               for key, sub in rule.kept(module).items()]
+    out = module(x)
+    for h in handles:
+        h.remove()
+    (g,) = torch.autograd.grad(_loss(out).sum(), out)
+    with torch.no_grad():
+        return rule.per_sample(module, x, g, kept)
+
+
+def _oracle(module, x, names):
+    """torch.autograd.grad of each example's loss on its own (batch size 1), stacked to (B, *shape)."""
+    params = [getattr(module, n) for n in names]
+    rows = []
+    for i in range(x.shape[0]):
+        g = torch.autograd.grad(_loss(module(x[i : i + 1])).sum(), params, allow_unused=True)
+        rows.append([torch.zeros_like(p) if gi is None else gi for gi, p in zip(g, params)])
+    return {n: torch.stack([r[j] for r in rows]) for j, n in enumerate(names)}
+
+
+def _check(module, x, rule_type, names):
+    assert type(find_rule(module)) is rule_type
+    assert list(find_rule(module).params(module)) == names
+    got, want = _rule_grads(module, x), _oracle(module, x, names)
+    assert list(got) == names
+    for n in names:
+        assert got[n].shape == (x.shape[0], *getattr(module, n).shape)
+        torch.testing.assert_close(got[n], want[n], rtol=1e-6, atol=1e-6)
+
+
+def _tokens_with_pads():
+    x = torch.randint(PAD + 1, V, (B, T), generator=torch.Generator().manual_seed(3))
+    x[1, 3:] = PAD
+    x[2, 1:] = PAD
+    return x
+
+
+@pytest.mark.parametrize("shape", [(B, D), (B, T, D), (B, 2, 3, D)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_rule_matches_batch_size_1_autograd(shape, bias):
+    torch.manual_seed(0)
+    _check(nn.Linear(D, 3, bias=bias), torch.randn(shape), LinearRule, ["weight", "bias"] if bias else ["weight"])
+
+
+@pytest.mark.parametrize("shape", [(B, D), (B, T, D)])
+def test_layer_norm_rule_matches_batch_size_1_autograd(shape):
+    torch.manual_seed(1)
+    ln = nn.LayerNorm(D)
+    with torch.no_grad():   # away from the (1, 0) initialisation, so a wrong x_hat would show
+        ln.weight.normal_()
+        ln.bias.normal_()
+    _check(ln, torch.randn(shape), LayerNormRule, ["weight", "bias"])
+
+
+@pytest.mark.parametrize("padding_idx", [None, PAD])
+def test_embedding_rule_matches_batch_size_1_autograd(padding_idx):
+    torch.manual_seed(2)
+    x = _tokens_with_pads()
+    x[0, 0] = x[3, 0] = x[3, 4]          # a row looked up twice in one example and by two examples
+    _check(nn.Embedding(V, D, padding_idx=padding_idx), x, EmbeddingRule, ["weight"])
+
+
+def test_learned_positional_embedding_rule_matches_batch_size_1_autograd():
+    from esm.modules import LearnedPositionalEmbedding
+
+    torch.manual_seed(3)
+    emb = LearnedPositionalEmbedding(T + 2, D, PAD)
+    _check(emb, _tokens_with_pads(), LearnedPositionalEmbeddingRule, ["weight"])
+
+
+def test_roberta_lm_head_rule_matches_batch_size_1_autograd():
+    """fair-esm's head applies its `weight` (the tied token embedding) functionally after layer_norm."""
+    from esm.modules import RobertaLMHead
+
+    torch.manual_seed(4)
+    head = RobertaLMHead(D, V, nn.Parameter(torch.randn(V, D)))
+    with torch.no_grad():
+        head.bias.normal_()
+    _check(head, torch.randn(B, T, D), RobertaLMHeadRule, ["bias", "weight"])
+
+
+def test_hugging_face_esm_lm_head_rule_matches_batch_size_1_autograd():
+    """Hugging Face's head: only the output bias; its `decoder` is a Linear with its own rule."""
+    from transformers import EsmConfig
+    from transformers.models.esm.modeling_esm import EsmLMHead
+
+    torch.manual_seed(5)
+    head = EsmLMHead(EsmConfig(vocab_size=V, hidden_size=D))
+    assert type(find_rule(head.decoder)) is LinearRule
+    _check(head, torch.randn(B, T, D), LMHeadBiasRule, ["bias"])
+
+
+def test_rules_are_found_along_the_type_hierarchy():
+    class MyLinear(nn.Linear):
+        pass
+
+    assert type(find_rule(MyLinear(2, 2))) is LinearRule
+    assert nn.Linear in RULES and nn.Embedding in RULES and nn.LayerNorm in RULES
+    assert find_rule(nn.Sequential()) is None
+
+
+def test_an_uncovered_layer_is_a_one_line_input_error_naming_it():
+    with pytest.raises(InputError) as err:
+        rule_for(nn.Conv1d(2, 2, 3), "encoder.conv")
+    message = str(err.value)
+    assert "\n" not in message and "Conv1d" in message and "'encoder.conv'" in message
+
+    class Scale(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.s = nn.Parameter(torch.ones(D))
+
+        def forward(self, x):
+            return x * self.s
+
+    model = nn.Sequential(nn.Linear(D, D), Scale())
+    with pytest.raises(InputError, match=r"^no per-sample gradient rule for Scale module '1' \(scored parameter 1\.s\)"):
+        PerSampleGradients(model, dict(model.named_parameters()), lambda name, grad: None)
+    with PerSampleGradients(model, {"0.weight": model[0].weight}, lambda name, grad: None):   # Scale unscored: fine
+        pass
