@@ -22,6 +22,7 @@ $(STAMP): pyproject.toml
 reproduce: venv
 	$(PY) -m corelib data verify
 	$(PY) -m corelib run-notebooks --preset $(PRESET)
+	$(PY) -m corelib.report.docs
 
 # Tests: unit tests, then every notebook under nbval (only # NBVAL_CHECK_OUTPUT cells are compared).
 # Tests write only into a temporary folder (tests/conftest.py sets CORELIB_RUNS and CORELIB_FIGURES).

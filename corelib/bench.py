@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ from corelib.data.tokens import length_batches, mlm_batches, tokenize
 from corelib.influence.fisher import diagonal_fisher, self_influence
 from corelib.influence.hooks import scope_params
 from corelib.models.loss import per_sequence_loss
-from corelib.models.masked_lm import build_model
+from corelib.models.masked_lm import MaskedLM, build_model
 from corelib.runtime import choose_device
 
 
@@ -121,34 +122,41 @@ def pool_real_token_fraction(max_tokens=1024, batch_size=16, shard_size=2048) ->
     return real / padded
 
 
-def scoring_benchmark(model_preset="small", n=64, batch_size=16, max_tokens=1024, device=None, rss_n=400,
-                      naive_n=None, official_n=None, rss_model="tiny", official_batch=4, sources=None):
-    """Run every measurement once; returns a dict of figures (also printed by `main`)."""
+@dataclass
+class BenchSetup:
+    """The benchmark's fixed inputs: one model and the same masked batches of real RNA sequences (Sec. 3.2)."""
+
+    device: torch.device
+    model: MaskedLM
+    tokens: list
+    idx: np.ndarray
+    fixed: list          # the masked batches every throughput figure runs over
+    batch_size: int
+
+
+def bench_setup(model_preset="small", n=64, batch_size=16, max_tokens=1024, device=None, sources=None) -> BenchSetup:
+    """The first n demo-pool RNA sequences (of `sources`), tokenised and batched, and a fresh model (Sec. 3.2)."""
     device = choose_device(device)
     torch.manual_seed(0)
     pool = load_pool("rna_demo", "rna")
     if sources:
         pool = pool[pool["source"].isin(sources)]
     pool = pool.head(n)
-    n = len(pool)
     tokens = tokenize(pool["seq"], "rna", max_tokens)
-    idx = np.arange(n)
+    idx = np.arange(len(pool))
     model = build_model("rna", model_preset, seed=0).to(device)
-    vocab = model.vocab
+    fixed = list(mlm_batches(tokens, idx, batch_size, model.vocab, mask_seed=0))
+    return BenchSetup(device, model, tokens, idx, fixed, batch_size)
 
-    def batches():
-        return list(mlm_batches(tokens, idx, batch_size, vocab, mask_seed=0))
 
-    fixed = batches()
-    lengths = np.array([len(t) for t in tokens])
-    real = sum(int((b[0] != vocab.pad).sum()) for b in fixed)
-    padded = sum(b[0].numel() for b in fixed)
-
+def measure_training_and_forward(s: BenchSetup) -> dict:
+    """Sequences/s of an AdamW training step (this trains the model) and of a no-grad forward (A.3)."""
+    model, device = s.model, s.device
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
 
     def train():
         model.train()
-        for x, y, _ in fixed:
+        for x, y, _ in s.fixed:
             loss = per_sequence_loss(model(x.to(device)), y.to(device)).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -157,53 +165,90 @@ def scoring_benchmark(model_preset="small", n=64, batch_size=16, max_tokens=1024
 
     @torch.no_grad()
     def forward():
-        for x, y, _ in fixed:
+        for x, y, _ in s.fixed:
             per_sequence_loss(model(x.to(device)), y.to(device))
 
-    fisher_all, _ = diagonal_fisher(model, fixed, "all", device)
-    fisher_head, _ = diagonal_fisher(model, fixed, "lm_head.dense", device)
+    n = len(s.idx)
+    return {"train_step_seq_s": _rate(train, n, device), "forward_seq_s": _rate(forward, n, device)}
 
+
+def measure_scorer(s: BenchSetup, fisher_all: dict, fisher_head: dict) -> dict:
+    """Sequences/s of our Eq. 11 scorer over all parameters and over lm_head.dense (Sec. 3.2)."""
     def scorer(fisher, scope):
-        return lambda: [None for _ in self_influence(model, fixed, fisher, "auto", scope, device, groups=False)]
+        return lambda: [None for _ in self_influence(s.model, s.fixed, fisher, "auto", scope, s.device, groups=False)]
 
-    figures = {"device": str(device), "model": model_preset, "sequences": n, "batch_size": batch_size,
-               "sources": ",".join(sources) if sources else "all",
-               "max_tokens": max_tokens,
-               "train_step_seq_s": _rate(train, n, device), "forward_seq_s": _rate(forward, n, device),
-               "scorer_all_seq_s": _rate(scorer(fisher_all, "all"), n, device),
-               "scorer_lm_head_seq_s": _rate(scorer(fisher_head, "lm_head.dense"), n, device),
-               "real_token_fraction_these": real / padded,
-               "real_token_fraction": pool_real_token_fraction(max_tokens, batch_size),
-               "pool_length_quantiles": {q: float(np.quantile(lengths, q)) for q in (0.0, 0.25, 0.5, 0.75, 1.0)}}
-    # the official method at the same scope on the same sequences (all of them, or official_n)
-    m = official_n or n
+    n = len(s.idx)
+    return {"scorer_all_seq_s": _rate(scorer(fisher_all, "all"), n, s.device),
+            "scorer_lm_head_seq_s": _rate(scorer(fisher_head, "lm_head.dense"), n, s.device)}
+
+
+def measure_padding(s: BenchSetup, max_tokens: int) -> dict:
+    """Real-token fraction of these batches and of the whole demo pool's, and the length quantiles (Sec. 3.2)."""
+    pad = s.model.vocab.pad
+    real = sum(int((b[0] != pad).sum()) for b in s.fixed)
+    padded = sum(b[0].numel() for b in s.fixed)
+    lengths = np.array([len(t) for t in s.tokens])
+    return {"real_token_fraction_these": real / padded,
+            "real_token_fraction": pool_real_token_fraction(max_tokens, s.batch_size),
+            "pool_length_quantiles": {q: float(np.quantile(lengths, q)) for q in (0.0, 0.25, 0.5, 0.75, 1.0)}}
+
+
+def measure_official(s: BenchSetup, fisher_head: dict, m: int, official_batch: int) -> dict:
+    """Sequences/s of the official vmap(jacrev) scorer at lm_head.dense on the first m sequences (Eq. 11);
+    NaN and a note when it runs out of GPU memory."""
     inv = 1.0 / (fisher_head["net.lm_head.dense.weight"] + 1e-8)
-    if device.type == "cuda":
+    if s.device.type == "cuda":
         torch.cuda.empty_cache()
     # the official script used 20 per vmap batch; at RNA-FM size that needs more than an 80 GB GPU
-    figures["official_batch"] = official_batch
+    out = {"official_batch": official_batch}
     try:
-        figures["official_seq_s"] = _rate(lambda: official_scores(model, tokens[:m], inv, official_batch), m, device)
+        out["official_seq_s"] = _rate(lambda: official_scores(s.model, s.tokens[:m], inv, official_batch), m, s.device)
     except torch.OutOfMemoryError:
-        figures["official_seq_s"] = float("nan")
-        figures["official_note"] = f"out of GPU memory at vmap batch {official_batch}"
+        out["official_seq_s"] = float("nan")
+        out["official_note"] = f"out of GPU memory at vmap batch {official_batch}"
         torch.cuda.empty_cache()
-    # naive batch-1 autograd loop over all parameters
+    return out
+
+
+def measure_naive(s: BenchSetup, fisher_all: dict, naive_n: int) -> dict:
+    """Sequences/s of a naive batch-1 autograd loop over all parameters (Eq. 11, for context)."""
+    model, device = s.model, s.device
     params = list(scope_params(model, "all").values())
-    naive_n = naive_n or n
-    one = list(mlm_batches(tokens[:naive_n], idx[:naive_n], 1, vocab, mask_seed=0))
+    one = list(mlm_batches(s.tokens[:naive_n], s.idx[:naive_n], 1, model.vocab, mask_seed=0))
 
     def naive():
         for x, y, _ in one:
             g = torch.autograd.grad(per_sequence_loss(model(x.to(device)), y.to(device)).sum(), params, allow_unused=True)
             sum(float((gi.square() / (fisher_all[k] + 1e-8)).sum()) for gi, k in zip(g, fisher_all) if gi is not None)
 
-    figures["naive_batch1_seq_s"] = _rate(naive, naive_n, device)
+    return {"naive_batch1_seq_s": _rate(naive, naive_n, device)}
+
+
+def measure_peak_rss(rss_n: int, rss_model: str) -> dict:
+    """Peak RSS (MB) of the scoring stage on N and 10N demo-pool sequences, in fresh processes (Sec. 3.2)."""
     with tempfile.TemporaryDirectory() as tmp:
         fasta = dataset_path("rna_demo")
-        figures["peak_rss_mb_N"] = _peak_rss_mb(fasta, rss_n, Path(tmp) / "n", rss_model)
-        figures["peak_rss_mb_10N"] = _peak_rss_mb(fasta, 10 * rss_n, Path(tmp) / "10n", rss_model)
-        figures["rss_N"] = rss_n
+        return {"peak_rss_mb_N": _peak_rss_mb(fasta, rss_n, Path(tmp) / "n", rss_model),
+                "peak_rss_mb_10N": _peak_rss_mb(fasta, 10 * rss_n, Path(tmp) / "10n", rss_model),
+                "rss_N": rss_n}
+
+
+def scoring_benchmark(model_preset="small", n=64, batch_size=16, max_tokens=1024, device=None, rss_n=400,
+                      naive_n=None, official_n=None, rss_model="tiny", official_batch=4, sources=None):
+    """Run every measurement once; returns a dict of figures (also printed by `main`) (Sec. 3.2)."""
+    s = bench_setup(model_preset, n, batch_size, max_tokens, device, sources)
+    n = len(s.idx)
+    fisher_all, _ = diagonal_fisher(s.model, s.fixed, "all", s.device)          # on the untrained model
+    fisher_head, _ = diagonal_fisher(s.model, s.fixed, "lm_head.dense", s.device)
+    figures = {"device": str(s.device), "model": model_preset, "sequences": n, "batch_size": batch_size,
+               "sources": ",".join(sources) if sources else "all", "max_tokens": max_tokens}
+    figures.update(measure_training_and_forward(s))
+    figures.update(measure_scorer(s, fisher_all, fisher_head))
+    figures.update(measure_padding(s, max_tokens))
+    # the official method at the same scope on the same sequences (all of them, or official_n)
+    figures.update(measure_official(s, fisher_head, official_n or n, official_batch))
+    figures.update(measure_naive(s, fisher_all, naive_n or n))
+    figures.update(measure_peak_rss(rss_n, rss_model))
     return figures
 
 

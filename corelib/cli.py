@@ -111,7 +111,7 @@ def _select(args) -> int:
     from corelib.selection.registry import select_coreset
 
     out, n_rows, n_pool = select_coreset(args.scores, args.method, args.out, budget=args.budget, rate=args.rate,
-                                         fasta=args.fasta, modality=args.modality, seed=args.seed,
+                                         budget_tokens=args.budget_tokens, like=args.like, fasta=args.fasta, modality=args.modality, seed=args.seed,
                                          hard_cutoff=args.hard_cutoff, strata=args.strata, cap=args.cap,
                                          min_seq_id=args.min_seq_id, column=args.column)
     print(f"{args.method}: {n_rows} of {n_pool} sequences -> {out}")
@@ -227,6 +227,10 @@ def _select_parser(sub) -> None:
     size.add_argument("--budget", type=_number("--budget", int, low=1), help="number of sequences to keep")
     size.add_argument("--rate", type=_number("--rate", float, low=0, high=1, low_open=True, high_open=True),
                       help="pruning rate alpha in (0, 1): keep floor(n * (1 - alpha))")
+    size.add_argument("--budget-tokens", type=_number("--budget-tokens", int, low=1),
+                      help="keep as many sequences as fit in this many residues (met within one sequence)")
+    size.add_argument("--like", default=None, help="length-matched: the coreset folder whose length histogram "
+                      "to match")
     s.add_argument("--out", required=True, help="coreset folder to write")
     s.add_argument("--fasta", default=None, help="pool FASTA (default: the one named in scores.json)")
     s.add_argument("--modality", choices=MODALITIES, default=None)

@@ -76,10 +76,11 @@ def test_generator_copies_tables_verbatim_and_a_changed_table_makes_the_page_sta
     figures.mkdir()
     (figures / "05_custom_rna_table.md").write_text("| method | x |\n|:--|--:|\n| Raw | 1 |\n")
     (figures / "05_paper_table1.md").write_text("| method | y |\n|:--|--:|\n| RNA-FM | 2 |\n")
+    (figures / "05_new_kind.md").write_text("| z |\n|--:|\n| 4 |\n")
     page = docs.write_results(tmp_path / "docs" / "results.md", figures)
     text = page.read_text(encoding="utf-8")
     assert "| Raw | 1 |" in text and "| RNA-FM | 2 |" in text and "## Preset `custom`" in text
-    assert text.index("Preset `custom`") < text.index("The paper's Tables 1-3")
+    assert text.index("Preset `custom`") < text.index("The paper's Tables 1-3") < text.index("| 4 |")
     (figures / "05_custom_rna_table.md").write_text("| method | x |\n|:--|--:|\n| Raw | 3 |\n")
     assert docs.results_markdown(figures) != text
 

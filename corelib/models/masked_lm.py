@@ -9,6 +9,9 @@ from torch import nn
 
 from corelib.data.tokens import get_vocab
 from corelib.errors import InputError
+from corelib.models.attention import ATTENTION_MODES
+from corelib.models.attention import configure as configure_attention
+from corelib.models.attention import install as install_attention
 
 
 @dataclass(frozen=True)
@@ -41,9 +44,16 @@ class MaskedLM(nn.Module):
 
     `time_first` lists module-name prefixes whose activations are laid out (T, B, C) (fair-esm's
     transformer layers); per-sample gradients need to know where the batch axis is.
+
+    `attention` ("sdpa", the default, or "eager") picks the attention core of fair-esm models: SDPA, or
+    fair-esm's own unfused computation; both keep q/k/v/out as hooked `nn.Linear` modules, and attention
+    maps (need_head_weights / return_contacts) always come from fair-esm's computation (models/attention.py).
+    `attend_padding=True` passes no key padding mask to the layers, so pad positions are attended to, as the
+    official bio-coreset model file does (compat scoring).
     """
 
-    def __init__(self, net: nn.Module, kind: str, modality: str, spec: dict):
+    def __init__(self, net: nn.Module, kind: str, modality: str, spec: dict, attention: str = "sdpa",
+                 attend_padding: bool = False):
         super().__init__()
         self.net, self.kind, self.modality, self.spec = net, kind, modality, spec
         self.vocab = get_vocab(modality)
@@ -51,16 +61,46 @@ class MaskedLM(nn.Module):
         for module in net.modules():  # fused attention bypasses the q/k/v Linear modules' hooks
             if hasattr(module, "enable_torch_version"):
                 module.enable_torch_version = False
+        if kind in ("esm1b", "esm2"):
+            install_attention(net)
+        self._attention = self._attend_padding = None
+        self.attention, self.attend_padding = attention, attend_padding
+
+    @property
+    def attention(self) -> str:
+        """The attention core of fair-esm models: "sdpa" or "eager" (fair-esm's own computation)."""
+        return self._attention
+
+    @attention.setter
+    def attention(self, mode: str) -> None:
+        if mode not in ATTENTION_MODES:
+            raise InputError(f"attention must be one of {', '.join(ATTENTION_MODES)}, got {mode!r}")
+        configure_attention(self.net, attention=mode)
+        self._attention = mode
+
+    @property
+    def attend_padding(self) -> bool:
+        """True: no key padding mask, pad positions are attended to (the official bio-coreset model file)."""
+        return self._attend_padding
+
+    @attend_padding.setter
+    def attend_padding(self, value: bool) -> None:
+        configure_attention(self.net, attend_padding=bool(value))
+        self._attend_padding = bool(value)
+
+    def _hf_mask(self, tokens: torch.Tensor):
+        return None if self.attend_padding else (tokens != self.vocab.pad).long()
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Logits (B, T, V) of the masked LM for tokens (B, T)."""
         if self.kind == "hf":
-            return self.net(input_ids=tokens, attention_mask=(tokens != self.vocab.pad).long()).logits
+            return self.net(input_ids=tokens, attention_mask=self._hf_mask(tokens)).logits
         return self.net(tokens)["logits"]
 
     def encode(self, tokens: torch.Tensor) -> torch.Tensor:
         """Final hidden states (B, T, C) before the LM head, for downstream heads."""
         if self.kind == "hf":
-            out = self.net(input_ids=tokens, attention_mask=(tokens != self.vocab.pad).long(), output_hidden_states=True)
+            out = self.net(input_ids=tokens, attention_mask=self._hf_mask(tokens), output_hidden_states=True)
             return out.hidden_states[-1]
         n = len(self.net.layers)
         return self.net(tokens, repr_layers=[n])["representations"][n]
@@ -77,6 +117,7 @@ def _esm_alphabet(modality: str):
 
 
 def build_net(spec: ModelSpec, modality: str) -> nn.Module:
+    """A fresh fair-esm network of a spec: ProteinBertModel (ESM-1b / RNA-FM layout) or ESM2 (A.2)."""
     alphabet = _esm_alphabet(modality)
     if spec.family == "esm1b":
         from esm.model.esm1 import ProteinBertModel

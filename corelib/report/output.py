@@ -13,7 +13,8 @@ from corelib.errors import InputError
 from corelib.layout import figures_dir
 
 FIGURE_NAME = re.compile(r"^\d\d_[A-Za-z0-9_]+$")
-SIGNIFICANT = 6   # significant digits kept in committed CSV tables
+SIGNIFICANT = 4     # significant digits kept in committed tables (as the Markdown's .4g)
+NUMERICAL_ZERO = 1e-6   # a value below this share of its column's largest magnitude is optimiser noise: 0
 
 
 def output_path(name: str, suffix: str) -> Path:
@@ -34,13 +35,18 @@ def savefig(fig, name: str, dpi: int = 110) -> Path:
     return path
 
 
-def rounded(df: pd.DataFrame, digits: int = SIGNIFICANT) -> pd.DataFrame:
-    """Float columns rounded to `digits` significant digits, so float noise in the last digits (another
-    CPU, another BLAS) cannot change a committed table."""
+def rounded(df: pd.DataFrame, digits: int = SIGNIFICANT, zero: float = NUMERICAL_ZERO) -> pd.DataFrame:
+    """Float columns rounded to `digits` significant digits, and values below `zero` x the column's largest
+    magnitude set to 0, so float noise (another CPU, another BLAS, an optimiser's tolerance) cannot change
+    a committed table."""
     out = df.copy()
     for col in out.columns:
         if pd.api.types.is_float_dtype(out[col]):
-            out[col] = [float(f"{v:.{digits}g}") if np.isfinite(v) else v for v in out[col].to_numpy(dtype=float)]
+            v = out[col].to_numpy(dtype=float)
+            finite = np.isfinite(v)
+            top = np.abs(v[finite]).max() if finite.any() else 0.0
+            out[col] = [0.0 if f and abs(x) < zero * top else float(f"{x:.{digits}g}") if f else x
+                        for x, f in zip(v, finite)]
     return out
 
 

@@ -227,3 +227,50 @@ def cluster_capped(cluster_ids, budget, cap: int = 1, scores=None, seed: int = 0
     position = np.argsort(cluster_order)[inverse]
     picks = eligible[np.lexsort((position[eligible], rank_in_cluster[eligible]))]
     return _sorted(picks[:budget])
+
+
+def length_matched(lengths, reference, bins=None, seed: int = 0) -> np.ndarray:
+    """Random sequences with the same length histogram as a `reference` coreset (its pool positions):
+    for each length bin, as many uniform draws among the pool's members of that bin as the reference has
+    there. `bins`: histogram edges (default: 20 quantile bins of the pool's lengths). A control that asks
+    whether a selector's gain is only its length profile (issue: score robustness)."""
+    ln = as_scores(lengths)
+    ref = np.unique(np.asarray(reference, dtype=np.int64))
+    if ref.size == 0 or ref.min() < 0 or ref.max() >= ln.size:
+        raise ValueError(f"reference coreset positions must lie in [0, {ln.size})")
+    edges = np.unique(np.quantile(ln, np.linspace(0, 1, 21))) if bins is None else np.asarray(bins, dtype=float)
+    sid = np.clip(np.searchsorted(edges, ln, side="right") - 1, 0, len(edges) - 2)
+    want = np.bincount(sid[ref], minlength=len(edges) - 1)
+    rng = np.random.default_rng(seed)
+    picked = []
+    for b in np.flatnonzero(want):
+        members = np.flatnonzero(sid == b)
+        picked.append(rng.choice(members, size=want[b], replace=False))
+    return _sorted(np.concatenate(picked))
+
+
+def within_tokens(select, lengths, budget_tokens: int, n: int) -> np.ndarray:
+    """Turn a sequence-count selector `select(m) -> indices` into a token budget: the largest m whose
+    selection holds at most `budget_tokens` residues (bisection), topped up with sequences of the m + 1
+    selection while they fit. The result holds <= budget_tokens and misses it by less than one sequence."""
+    ln = np.asarray(lengths, dtype=np.int64)
+    if budget_tokens < ln.min():
+        raise ValueError(f"a token budget of {budget_tokens} holds no sequence (the shortest has {ln.min()})")
+    if budget_tokens >= ln.sum():
+        return np.arange(n, dtype=np.int64)
+    lo, hi = 0, n   # tokens(lo) <= budget < tokens(hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if ln[select(mid)].sum() <= budget_tokens:
+            lo = mid
+        else:
+            hi = mid
+    base = select(lo) if lo else np.array([], dtype=np.int64)
+    held, total = set(base.tolist()), int(ln[base].sum()) if lo else 0
+    for i in select(hi):
+        if i not in held:
+            if total + ln[i] > budget_tokens:
+                break
+            held.add(int(i))
+            total += int(ln[i])
+    return _sorted(sorted(held))

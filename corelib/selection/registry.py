@@ -6,6 +6,7 @@ are negated (the official bio-coreset convention, `--compat bio-coreset`) is tur
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,10 +30,17 @@ class Request:
     cap: int = 1
     clusters: np.ndarray | None = None
     column: str = "loss"
+    reference: np.ndarray | None = None   # rows of another coreset (length-matched random)
 
     @property
     def values(self) -> np.ndarray:
         return self.scores["score"].to_numpy(dtype=float)
+
+    def column_values(self, name: str, method: str) -> np.ndarray:
+        """A score-file column, or an InputError naming the method that needs it."""
+        if name not in self.scores.columns:
+            raise InputError(f"method {method!r} needs a {name!r} column in the score file")
+        return self.scores[name].to_numpy(dtype=float)
 
 
 class Method:
@@ -41,6 +49,7 @@ class Method:
     name = ""
     default_seed = 0
     default_hard_cutoff = 0.05
+    sized = True   # False: the size comes from elsewhere (a reference coreset), not from a budget
 
     def select(self, r: Request) -> np.ndarray:
         raise NotImplementedError
@@ -117,9 +126,7 @@ class Band(Method):
     name = "band"
 
     def select(self, r):
-        if r.column not in r.scores.columns:
-            raise InputError(f"method 'band' needs a {r.column!r} column in the score file")
-        return methods.loss_band(r.scores[r.column].to_numpy(dtype=float), r.budget, seed=r.seed)
+        return methods.loss_band(r.column_values(r.column, self.name), r.budget, seed=r.seed)
 
 
 class ClusterCapped(Method):
@@ -133,8 +140,48 @@ class ClusterCapped(Method):
         return methods.cluster_capped(r.clusters, r.budget, cap=r.cap, seed=r.seed)
 
 
-REGISTRY: dict[str, Method] = {m.name: m for m in (Random(), TopK(), BottomK(), CCI(), CCIQuantile(), CCIOfficial(),
-                                                    LengthStratified(), Band(), ClusterCapped())}
+class TopKPerToken(Method):
+    """Top-k on the per-token score m x I (m = masked tokens): undoes the 1/m shortness bias of a mean loss."""
+
+    name = "topk-per-token"
+
+    def select(self, r):
+        return methods.top_k(r.column_values("score_per_token", self.name), r.budget)
+
+
+class LossTopK(Method):
+    """The k sequences of highest MLM loss under the reference model (perplexity pruning, Marion et al. 2023)."""
+
+    name = "loss-topk"
+
+    def select(self, r):
+        return methods.top_k(r.column_values("loss", self.name), r.budget)
+
+
+class LossBottomK(Method):
+    """The k sequences of lowest MLM loss under the reference model."""
+
+    name = "loss-bottomk"
+
+    def select(self, r):
+        return methods.bottom_k(r.column_values("loss", self.name), r.budget)
+
+
+class LengthMatched(Method):
+    """Random sequences with the length histogram of a given coreset (`--like`)."""
+
+    name = "length-matched"
+    sized = False
+
+    def select(self, r):
+        if r.reference is None:
+            raise InputError("method 'length-matched' needs the coreset whose lengths it matches (--like DIR)")
+        return methods.length_matched(r.scores["length"].to_numpy(), r.reference, seed=r.seed)
+
+
+REGISTRY: dict[str, Method] = {m.name: m for m in (
+    Random(), TopK(), BottomK(), CCI(), CCIQuantile(), CCIOfficial(), LengthStratified(), Band(), ClusterCapped(),
+    TopKPerToken(), LossTopK(), LossBottomK(), LengthMatched())}
 METHODS = tuple(REGISTRY)
 
 
@@ -145,13 +192,24 @@ def get_method(name: str) -> Method:
     return REGISTRY[name]
 
 
-def select_indices(method: str, scores: pd.DataFrame, budget, seed: int = 0, hard_cutoff: float = 0.05,
-                   strata: int = 50, cap: int = 1, clusters=None, column: str = "loss") -> np.ndarray:
+def select_indices(method: str, scores: pd.DataFrame, budget=None, seed: int = 0, hard_cutoff: float = 0.05,
+                   strata: int = 50, cap: int = 1, clusters=None, column: str = "loss", reference=None,
+                   budget_tokens: int | None = None) -> np.ndarray:
     """Run a named method (Section 3.3 / baselines) on a score table whose `score` is higher = more
-    influential; returns row positions of the table (its `index` column maps them to pool positions)."""
-    request = Request(scores, budget, seed, hard_cutoff, strata, cap, clusters, column)
+    influential; returns row positions of the table (its `index` column maps them to pool positions).
+    With `budget_tokens` the method keeps as many sequences as fit in that many residues (within one
+    sequence, `methods.within_tokens`) instead of `budget` sequences."""
+    chosen = get_method(method)
+    request = Request(scores, budget, seed, hard_cutoff, strata, cap, clusters, column, reference)
     try:
-        return get_method(method).select(request)
+        if budget_tokens is None:
+            if budget is None and chosen.sized:
+                raise InputError(f"method {method!r} needs a budget (sequences or tokens)")
+            return chosen.select(request)
+        if not chosen.sized:
+            raise InputError(f"method {method!r} takes its size from the reference coreset, not a token budget")
+        return methods.within_tokens(lambda m: chosen.select(dataclasses.replace(request, budget=m)),
+                                     scores["length"].to_numpy(), int(budget_tokens), len(scores))
     except ValueError as exc:
         raise InputError(str(exc)) from None
 
@@ -163,13 +221,13 @@ def score_sign(meta: dict) -> int:
     return -1 if str(meta.get("sign", "")).startswith("negated") else 1
 
 
-def select_coreset(scores_path, method: str, out, *, budget=None, rate=None, fasta=None, modality=None,
-                   seed=None, hard_cutoff=None, strata: int = 50, cap: int = 1, min_seq_id: float = 0.5,
-                   column: str = "loss") -> tuple[Path, int, int]:
+def select_coreset(scores_path, method: str, out, *, budget=None, rate=None, budget_tokens=None, like=None,
+                   fasta=None, modality=None, seed=None, hard_cutoff=None, strata: int = 50, cap: int = 1,
+                   min_seq_id: float = 0.5, column: str = "loss") -> tuple[Path, int, int]:
     """The `select` stage: read a score file, turn its scores to "higher = more influential", run a method
     and write the coreset folder; returns (folder, coreset size, pool size)."""
     from corelib import __version__
-    from corelib.selection.files import read_scores, score_file, write_coreset
+    from corelib.selection.files import read_coreset, read_scores, score_file, write_coreset
 
     chosen = get_method(method)
     scores, meta = read_scores(scores_path)
@@ -188,12 +246,18 @@ def select_coreset(scores_path, method: str, out, *, budget=None, rate=None, fas
 
         table = mmseqs_clusters(fasta, min_seq_id).set_index("id")["cluster"]
         clusters = table.reindex(scores["id"]).to_numpy()
+    reference = None
+    if like is not None:   # pool positions of another coreset -> rows of this score table
+        pos = np.searchsorted(scores["index"].to_numpy(), read_coreset(like)[0])
+        reference = pos
     rows = select_indices(method, oriented, size, seed=seed, hard_cutoff=beta, strata=strata, cap=cap,
-                          clusters=clusters, column=column)
+                          clusters=clusters, column=column, reference=reference, budget_tokens=budget_tokens)
     path = score_file(scores_path)
     manifest = {"method": method, "seed": seed, "budget": int(len(rows)), "n_pool": int(len(scores)),
-                "parameters": {"budget": budget, "rate": rate, "hard_cutoff": beta, "strata": strata, "cap": cap,
-                               "min_seq_id": min_seq_id, "column": column},
+                "tokens": int(scores["length"].to_numpy()[rows].sum()),
+                "parameters": {"budget": budget, "rate": rate, "budget_tokens": budget_tokens,
+                               "like": str(like) if like else None, "hard_cutoff": beta, "strata": strata,
+                               "cap": cap, "min_seq_id": min_seq_id, "column": column},
                 "score_sign": sign, "scores_file": str(path), "scores_sha256": sha256_file(path),
                 "fasta": str(fasta), "modality": modality, "corelib_version": __version__}
     out = write_coreset(out, scores, rows, fasta, modality, manifest)

@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from corelib.config import TrainingConfig
 from corelib.data.tokens import mlm_batches
+from corelib.errors import InputError
 from corelib.files import atomic_write
 from corelib.models.loss import per_sequence_loss
 
@@ -27,11 +28,47 @@ def lr_factor(step: int, warmup: int, schedule: str) -> float:
     return 1.0
 
 
+class Checkpointer:
+    """checkpoint.pt of a training run (A.3-A.5): model, optimizer, scheduler, loop state and the run's
+    settings, written atomically by rank 0 every epoch and every `save_every` steps; a rerun resumes from it."""
+
+    def __init__(self, out_dir, config: dict, model, opt, sched, *, save_every: int = 0, rank: int = 0):
+        self.path = Path(out_dir) / "checkpoint.pt" if out_dir else None
+        self.config, self.model, self.opt, self.sched = config, model, opt, sched
+        self.save_every, self.rank = save_every, rank
+
+    def resume(self) -> dict:
+        """The loop state {epoch, batch, step, history}: fresh, or restored with the weights from checkpoint.pt (A.3)."""
+        if self.path is None or not self.path.exists():
+            return {"epoch": 0, "batch": 0, "step": 0, "history": []}
+        saved = torch.load(self.path, map_location="cpu", weights_only=True)
+        if saved["config"] != self.config:
+            raise InputError(f"{self.path}: holds a run with other settings; use another --out or delete it")
+        self.model.load_state_dict(saved["model"])
+        self.opt.load_state_dict(saved["optimizer"])
+        self.sched.load_state_dict(saved["scheduler"])
+        return saved["state"]
+
+    def save(self, state: dict) -> None:
+        """Write checkpoint.pt atomically (rank 0; nothing without an out_dir) (A.3)."""
+        if self.path is None or self.rank != 0:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        saved = {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                 "scheduler": self.sched.state_dict(), "state": state, "config": self.config}
+        atomic_write(self.path, lambda tmp: torch.save(saved, tmp))
+
+    def step_done(self, state: dict) -> None:
+        """Save when the step count reaches a multiple of `save_every` (A.3)."""
+        if self.save_every and state["step"] % self.save_every == 0:
+            self.save(state)
+
+
 def train_mlm(model, tokens, indices, cfg: TrainingConfig, device="cpu", *, mask_prob: float = 0.15, seed: int = 0,
               out_dir=None, save_every: int = 0,
               progress: bool = True, desc: str = "train", rank: int = 0, world: int = 1) -> pd.DataFrame:
-    """Train `model` in place with MLM; returns the history (step, epoch, loss, lr, and the global batch's
-    sequences, real tokens and wall seconds, for throughput).
+    """Train `model` in place with MLM (A.3-A.5); returns the history (step, epoch, loss, lr, and the global
+    batch's sequences, real tokens and wall seconds, for throughput).
 
     Masks are keyed by (1000 * seed + 1 + epoch, pool index): new masks each epoch, and never the
     scoring masks (keyed by seed). With `out_dir`, `checkpoint.pt` is written atomically every epoch
@@ -39,80 +76,70 @@ def train_mlm(model, tokens, indices, cfg: TrainingConfig, device="cpu", *, mask
     Under torchrun (world > 1) every global batch of `batch_size` is split across the ranks and each
     rank's loss is scaled by world / batch_size, so DDP's averaged gradient is the one-process gradient.
     """
-    vocab = model.vocab
     model.to(device)
-    net = model
-    if world > 1:
-        ids = [device.index] if getattr(device, "type", "cpu") == "cuda" else None
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
-    run_config = {**asdict(cfg), "mask_prob": mask_prob, "seed": seed}   # a resumed run must match all of it
+    net = _parallel(model, device, world)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg.warmup_steps, cfg.schedule))
-    state = {"epoch": 0, "batch": 0, "step": 0, "history": []}
-    ckpt = Path(out_dir) / "checkpoint.pt" if out_dir else None
-    if ckpt is not None and ckpt.exists():
-        saved = torch.load(ckpt, map_location="cpu", weights_only=True)
-        if saved["config"] != run_config:
-            from corelib.errors import InputError
-
-            raise InputError(f"{ckpt}: holds a run with other settings; use another --out or delete it")
-        model.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["optimizer"])
-        sched.load_state_dict(saved["scheduler"])
-        state = saved["state"]
-
-    def save():
-        if ckpt is None or rank != 0:
-            return
-        ckpt.parent.mkdir(parents=True, exist_ok=True)
-        saved = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                 "state": state, "config": run_config}
-        atomic_write(ckpt, lambda tmp: torch.save(saved, tmp))
-
+    run_config = {**asdict(cfg), "mask_prob": mask_prob, "seed": seed}   # a resumed run must match all of it
+    ckpt = Checkpointer(out_dir, run_config, model, opt, sched, save_every=save_every, rank=rank)
+    state = ckpt.resume()
     n_batches = math.ceil(len(tokens) / cfg.batch_size)
     bar = tqdm(total=cfg.epochs * n_batches, initial=state["epoch"] * n_batches + state["batch"], desc=desc,
                unit="batch", disable=not progress or rank != 0, leave=False)
     model.train()
     while state["epoch"] < cfg.epochs:
         epoch = state["epoch"]
-        batches = mlm_batches(tokens, indices, cfg.batch_size, vocab, mask_seed=1000 * seed + 1 + epoch,
+        batches = mlm_batches(tokens, indices, cfg.batch_size, model.vocab, mask_seed=1000 * seed + 1 + epoch,
                               order_seed=seed + epoch, mask_prob=mask_prob)
         for b, (inputs, labels, _) in enumerate(batches):
             if b < state["batch"]:
                 continue  # resumed mid-epoch: these batches were trained before the kill
-            size = inputs.shape[0]
-            started, n_tokens = time.perf_counter(), int((inputs != vocab.pad).sum())
-            mine = slice(rank, None, world)
-            if inputs[mine].shape[0] == 0:  # fewer sequences than ranks: join the all-reduce with zero weight
-                mine, weight = slice(0, 1), 0.0
-            else:
-                weight = world / size
-            inputs, labels = inputs[mine].to(device), labels[mine].to(device)
-            losses = per_sequence_loss(net(inputs), labels)
-            loss = losses.sum() * weight
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total = losses.detach().sum() * (weight > 0)
-            if world > 1:
-                torch.distributed.all_reduce(total)
-            loss = total / size
-            state["history"].append({"step": state["step"], "epoch": epoch, "loss": float(loss),
-                                     "lr": opt.param_groups[0]["lr"], "sequences": size, "tokens": n_tokens,
-                                     "seconds": time.perf_counter() - started})
+            row = train_step(net, opt, sched, inputs, labels, model.vocab.pad, device, rank=rank, world=world)
+            state["history"].append({"step": state["step"], "epoch": epoch, **row})
             state["step"] += 1
             state["batch"] = b + 1
             bar.update(1)
-            bar.set_postfix(loss=f"{float(loss):.3f}")
-            if save_every and state["step"] % save_every == 0:
-                save()
+            bar.set_postfix(loss=f"{row['loss']:.3f}")
+            ckpt.step_done(state)
         state["epoch"] += 1
         state["batch"] = 0
-        save()
+        ckpt.save(state)
     bar.close()
     model.eval()
     return pd.DataFrame(state["history"], columns=["step", "epoch", "loss", "lr", "sequences", "tokens", "seconds"])
+
+
+def _parallel(model, device, world: int):
+    """The module the loop calls: DDP around `model` under torchrun, else `model` itself."""
+    if world == 1:
+        return model
+    ids = [device.index] if getattr(device, "type", "cpu") == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
+
+
+def train_step(net, opt, sched, inputs, labels, pad: int, device, *, rank: int = 0, world: int = 1) -> dict:
+    """One AdamW step on this rank's share of a global batch (A.3); returns the history fields of the global
+    batch: mean loss, lr, sequences, real (non-`pad`) tokens and wall seconds."""
+    size = inputs.shape[0]
+    started, n_tokens = time.perf_counter(), int((inputs != pad).sum())
+    mine = slice(rank, None, world)
+    if inputs[mine].shape[0] == 0:  # fewer sequences than ranks: join the all-reduce with zero weight
+        mine, weight = slice(0, 1), 0.0
+    else:
+        weight = world / size
+    inputs, labels = inputs[mine].to(device), labels[mine].to(device)
+    losses = per_sequence_loss(net(inputs), labels)
+    loss = losses.sum() * weight
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sched.step()
+    total = losses.detach().sum() * (weight > 0)
+    if world > 1:
+        torch.distributed.all_reduce(total)
+    loss = float(total / size)
+    return {"loss": loss, "lr": opt.param_groups[0]["lr"], "sequences": size, "tokens": n_tokens,
+            "seconds": time.perf_counter() - started}
 
 
 def mean_gradient_norm(model, batches, device="cpu") -> float:
