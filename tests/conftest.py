@@ -16,6 +16,7 @@ def pytest_configure(config):
     tmp = tempfile.mkdtemp(prefix="corelib-tests-")
     os.environ.setdefault("CORELIB_RUNS", os.path.join(tmp, "runs"))
     os.environ.setdefault("CORELIB_FIGURES", os.path.join(tmp, "figures"))
+    os.environ.setdefault("CORELIB_TOKENS", os.path.join(tmp, "tokens"))
 
 
 @pytest.fixture
