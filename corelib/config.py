@@ -92,6 +92,10 @@ class ScoringConfig:
     batch_size: int = knob(16, "sequences per scoring batch", low=1, alias="--batch-size")
     shard_size: int = knob(2048, "sequences per committed shard (the unit of resumption)", low=1,
                            alias="--shard-size")
+    mask_draws: int = knob(1, "independent MLM masks per sequence; the score is their mean (draw 0 = the seed's mask)",
+                           low=1, alias="--mask-draws")
+    reduction: str = knob("mean", "per-sequence loss: mean over masked tokens (the paper) or their sum",
+                          choices=("mean", "sum"), alias="--reduction")
 
 
 @dataclass(frozen=True)
@@ -130,6 +134,8 @@ class Preset:
     model: str = knob("tiny", "model preset: tiny / small / paper", alias="--model")
     seed: int = knob(0, "seed of D_sub, the masks, model init and random draws (A.6)", low=0, alias="--seed")
     seeds: tuple[int, ...] = knob((0, 1, 2), "downstream seeds (B.3)")
+    precision: str = knob("fp32", "fp32, or bf16 autocast where the device supports it (per-sample products and the "
+                          "Fisher are still reduced in fp32)", choices=("fp32", "bf16"), alias="--precision")
     data: DataConfig = field(default_factory=DataConfig)
     finetune: TrainingConfig = field(default_factory=lambda: TrainingConfig(
         lr=1e-5, warmup_steps=50, epochs=1, schedule="constant"))

@@ -1,6 +1,7 @@
-"""The one place a torch device is chosen, and torchrun / torch.distributed context."""
+"""The one place a torch device is chosen, its numeric precision, and torchrun / torch.distributed context."""
 from __future__ import annotations
 
+import contextlib
 import os
 
 from corelib.errors import InputError
@@ -40,3 +41,21 @@ def barrier(world: int) -> None:
         import torch
 
         torch.distributed.barrier()
+
+
+PRECISIONS = ("fp32", "bf16")
+
+
+def autocast(device, precision: str = "fp32"):
+    """The forward pass's precision: a no-op for fp32; bf16 autocast (weights and reductions stay fp32) where
+    the device supports it, else an InputError. Losses, per-sample products and the Fisher are formed in fp32."""
+    import torch
+
+    if precision not in PRECISIONS:
+        raise InputError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise InputError(f"bf16 requested but {torch.cuda.get_device_name(device)} does not support it; use fp32")
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)

@@ -58,6 +58,7 @@ def test_rna_fm_fairseq_checkpoint_loads_like_the_rna_fm_package(tmp_path):
     torch.serialization.add_safe_globals([argparse.Namespace])
     theirs, _ = fm.pretrained.load_model_and_alphabet_local(str(path), theme="rna")
     x = _tokens("rna")
+    assert ours.attention == "sdpa"                     # the SDPA core, on the checkpoint's own parameters
     assert torch.allclose(ours(x), theirs.eval()(x)["logits"], atol=1e-5)
     # both loaders zero the <mask> embedding (tied to the output layer); every other logit is the source's
     keep = [i for i in range(len(get_vocab("rna"))) if i != get_vocab("rna").mask]
@@ -79,6 +80,7 @@ def test_fair_esm_esm2_checkpoint_loads_like_fair_esm(tmp_path):
     torch.serialization.add_safe_globals([argparse.Namespace])
     theirs, _ = esm.pretrained.load_model_and_alphabet_local(str(path))
     x = _tokens("protein")
+    assert ours.attention == "sdpa"
     assert torch.allclose(ours(x), theirs.eval()(x)["logits"], atol=1e-5)
 
 

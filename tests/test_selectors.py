@@ -15,7 +15,7 @@ RNG = np.random.default_rng(7)
 N = 300
 TABLE = pd.DataFrame({"id": [f"s{i}" for i in range(N)], "index": np.arange(N),
                       "length": RNG.integers(20, 400, N), "score": RNG.gamma(2.0, 1.0, N),
-                      "loss": RNG.normal(2.0, 0.3, N), "score_per_token": RNG.gamma(2.0, 50.0, N)})
+                      "loss": RNG.normal(2.0, 0.3, N), "token_score": RNG.gamma(2.0, 50.0, N)})
 
 
 def test_loss_selectors_take_the_extremes_of_the_loss_column():
@@ -25,10 +25,10 @@ def test_loss_selectors_take_the_extremes_of_the_loss_column():
 
 
 def test_per_token_top_i_ranks_the_per_token_column():
-    order = np.argsort(-TABLE["score_per_token"].to_numpy(), kind="stable")
+    order = np.argsort(-TABLE["token_score"].to_numpy(), kind="stable")
     assert set(select_indices("topk-per-token", TABLE, 40)) == set(order[:40])
-    with pytest.raises(InputError, match="needs a 'score_per_token' column"):
-        select_indices("topk-per-token", TABLE.drop(columns="score_per_token"), 40)
+    with pytest.raises(InputError, match="needs a 'token_score' column"):
+        select_indices("topk-per-token", TABLE.drop(columns="token_score"), 40)
 
 
 def test_length_matched_random_has_the_reference_histogram():

@@ -83,10 +83,24 @@ class TokenStore:
 
 
 def _build(fasta: Path, modality: str, folder: Path, digest: str, progress: bool) -> None:
-    vocab = get_vocab(modality)
-    tmp = folder.with_name(folder.name + ".tmp")
+    tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")   # one per process: torchrun ranks may race
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    try:
+        _write(fasta, modality, tmp, digest, progress)
+    except BaseException:   # a bad record (one InputError line) or a kill: no half-built store is left
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    try:
+        os.replace(tmp, folder)
+    except OSError:   # another process finished the same store first: keep theirs
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (folder / "meta.json").exists():
+            raise
+
+
+def _write(fasta: Path, modality: str, tmp: Path, digest: str, progress: bool) -> None:
+    vocab = get_vocab(modality)
     offsets, id_offsets = [0], [0]
     with open(tmp / "tokens.u8", "wb") as tok, open(tmp / "ids.bin", "wb") as ids:
         for rec in tqdm(read_fasta(fasta, modality), desc="token store", unit="seq", disable=not progress,
@@ -103,7 +117,6 @@ def _build(fasta: Path, modality: str, folder: Path, digest: str, progress: bool
     meta = {"format": FORMAT, "fasta": str(fasta), "sha256": digest, "modality": modality,
             "vocabulary": list(vocab.tokens), "n": n, "residues": int(offsets[-1] - 2 * n)}
     (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
-    os.replace(tmp, folder)
 
 
 def token_store(fasta, modality: str, progress: bool = True) -> TokenStore:

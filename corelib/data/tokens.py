@@ -83,15 +83,21 @@ def get_vocab(modality: str) -> Vocab:
 
 
 # ----------------------------------------------------------------------------- masking and batching
-def mlm_mask(tokens: np.ndarray, index: int, seed: int, vocab: Vocab, mask_prob: float = 0.15):
-    """BERT masking (15%; 80% <mask>, 10% random residue, 10% kept) keyed by (seed, sequence index).
+def masked_count(n_tokens: int, mask_prob: float = 0.15) -> int:
+    """m, the number of positions `mlm_mask` predicts in a sequence of n_tokens (incl. <cls>/<eos>)."""
+    return max(1, int(round(mask_prob * (n_tokens - 2))))
+
+
+def mlm_mask(tokens: np.ndarray, index: int, seed: int, vocab: Vocab, mask_prob: float = 0.15, draw: int = 0):
+    """BERT masking (15%; 80% <mask>, 10% random residue, 10% kept) keyed by (seed, sequence index, draw).
 
     Returns (inputs, labels) with labels = -100 where no prediction is made; <cls>/<eos> are never
-    chosen. The same sequence gets the same mask whatever batch it is in (A.5 masking).
+    chosen. The same sequence gets the same mask whatever batch it is in (A.5 masking); draw 0 is the
+    mask keyed by (seed, index) alone, further draws are independent masks of the same sequence.
     """
-    rng = np.random.default_rng([seed, index])
+    rng = np.random.default_rng([seed, index] if draw == 0 else [seed, index, draw])
     n_res = len(tokens) - 2
-    n_mask = max(1, int(round(mask_prob * n_res)))
+    n_mask = masked_count(len(tokens), mask_prob)
     pos = 1 + np.sort(rng.choice(n_res, size=n_mask, replace=False))
     roll = rng.random(n_mask)
     rand_tok = vocab.standard_ids[rng.integers(0, len(vocab.standard_ids), size=n_mask)]
@@ -166,14 +172,14 @@ def tokenize(seqs, modality: str, max_tokens: int) -> list[np.ndarray]:
 
 
 def mlm_batches(tokens: list[np.ndarray], indices, batch_size: int, vocab: Vocab, mask_seed: int,
-                order_seed: int | None = None, mask_prob: float = 0.15):
+                order_seed: int | None = None, mask_prob: float = 0.15, draw: int = 0):
     """Yield (inputs, labels, pool indices) tensors: length-bucketed batches, masks keyed by
-    (mask_seed, pool index). `tokens[k]` belongs to pool index `indices[k]`."""
+    (mask_seed, pool index, draw). `tokens[k]` belongs to pool index `indices[k]`."""
     import torch
 
     indices = np.asarray(indices)
     for batch in length_batches([len(t) for t in tokens], batch_size, seed=order_seed):
-        pairs = [mlm_mask(tokens[k].astype(np.int64), int(indices[k]), mask_seed, vocab, mask_prob) for k in batch]
+        pairs = [mlm_mask(tokens[k].astype(np.int64), int(indices[k]), mask_seed, vocab, mask_prob, draw) for k in batch]
         yield (torch.from_numpy(pad_batch([p[0] for p in pairs], vocab.pad)),
                torch.from_numpy(pad_batch([p[1] for p in pairs], -100)), indices[batch])
 

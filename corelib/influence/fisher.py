@@ -15,17 +15,21 @@ from corelib.influence.hooks import (
     scope_params,
 )
 from corelib.models.loss import per_sequence_loss
+from corelib.runtime import autocast
 
 
-def _run(model, batches, params, consume, device, progress=None):
-    """Forward + backward of sum_b loss_b over batches with the hooks on; yields (indices, losses)."""
+def _run(model, batches, params, consume, device, progress=None, precision: str = "fp32", reduction: str = "mean"):
+    """Forward + backward of sum_b loss_b over batches with the hooks on; yields (indices, losses). The
+    forward runs in `precision`; the hooks' per-sample products are formed in fp32 (`rules`)."""
     model.eval()
     with only_requires_grad(model, params), PerSampleGradients(model, params, consume) as psg:
         for inputs, labels, idx in batches:
             inputs, labels = inputs.to(device), labels.to(device)
             psg.batch_size = inputs.shape[0]
             with torch.enable_grad():
-                losses = per_sequence_loss(model(inputs), labels)
+                with autocast(device, precision):
+                    logits = model(inputs)
+                losses = per_sequence_loss(logits, labels, reduction)
                 # gradients w.r.t. the hooked layer outputs only: the hooks form the per-sample weight
                 # gradients, so autograd's batch-summed weight gradients are never computed
                 torch.autograd.grad(losses.sum(), psg.outputs, allow_unused=True)
@@ -37,7 +41,7 @@ def _run(model, batches, params, consume, device, progress=None):
 
 
 def diagonal_fisher(model, batches, scope: str = "all", device="cpu", progress=None,
-                    allow_empty: bool = False) -> tuple[dict, int]:
+                    allow_empty: bool = False, precision: str = "fp32", reduction: str = "mean") -> tuple[dict, int]:
     """diag(F) = (1/M) sum_m g_m (.) g_m over D_sub (Eq. 9); accumulated in float64, returned in float32.
 
     Returns ({parameter name: tensor}, M). Also usable as a sum (multiply by M) for all-reduce.
@@ -49,7 +53,7 @@ def diagonal_fisher(model, batches, scope: str = "all", device="cpu", progress=N
         acc[name] += grad.double().square().sum(0)
 
     count = 0
-    for idx, _ in _run(model, batches, params, consume, device, progress):
+    for idx, _ in _run(model, batches, params, consume, device, progress, precision, reduction):
         count += len(idx)
     if count == 0:
         if allow_empty:  # a rank with no batch contributes zeros to the all-reduce
@@ -72,7 +76,7 @@ def resolve_damping(fisher: dict, damping) -> float:
 
 
 def self_influence(model, batches, fisher: dict, damping=1e-8, scope: str = "all", device="cpu",
-                   progress=None, groups: bool = True):
+                   progress=None, groups: bool = True, precision: str = "fp32", reduction: str = "mean"):
     """I(z) = g_z^T (diag(F) + lambda)^-1 g_z for each sequence (Eq. 11, higher = more influential).
 
     Yields per batch (indices, scores (B,), losses (B,), {group: (B,) contribution}) as float64 numpy.
@@ -90,7 +94,7 @@ def self_influence(model, batches, fisher: dict, damping=1e-8, scope: str = "all
         key = group_of[name]
         current[key] = current[key] + contrib if key in current else contrib
 
-    for idx, losses in _run(model, batches, params, consume, device, progress):
+    for idx, losses in _run(model, batches, params, consume, device, progress, precision, reduction):
         per_group = {k: v.cpu().numpy() for k, v in sorted(current.items())}
         current.clear()
         total = np.sum(list(per_group.values()), axis=0)

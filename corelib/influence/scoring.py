@@ -25,14 +25,8 @@ from tqdm import tqdm
 
 from corelib import __version__
 from corelib.config import Preset
-from corelib.data.fasta import read_fasta
-from corelib.data.tokens import (
-    count_pool,
-    full_sequence_batches,
-    gather_tokens,
-    mlm_batches,
-    tokenize,
-)
+from corelib.data.store import TokenStore, token_store
+from corelib.data.tokens import full_sequence_batches, masked_count, mlm_batches
 from corelib.errors import InputError
 from corelib.files import atomic_write, record_settings, sha256_file
 from corelib.influence.fisher import diagonal_fisher, resolve_damping, self_influence
@@ -48,18 +42,10 @@ COMPAT = {"bio-coreset": {"scope": "lm_head.dense", "damping": 1e-8, "width": 10
 
 
 # ----------------------------------------------------------------------------- pool access
-def iter_shards(fasta, modality: str, shard_size: int, n: int):
-    """Yield (shard number, records) of consecutive pool indices, streaming."""
-    buf, shard = [], 0
-    for i, rec in enumerate(read_fasta(fasta, modality)):
-        if i >= n:
-            break
-        buf.append(rec)
-        if len(buf) == shard_size:
-            yield shard, buf
-            buf, shard = [], shard + 1
-    if buf:
-        yield shard, buf
+def iter_shards(n: int, shard_size: int):
+    """Yield (shard number, pool indices) of consecutive shards covering [0, n)."""
+    for shard, start in enumerate(range(0, n, shard_size)):
+        yield shard, np.arange(start, min(start + shard_size, n))
 
 
 # ----------------------------------------------------------------------------- the stage
@@ -78,6 +64,7 @@ class ScoringRun:
     progress: bool
     skip_nonfinite: bool
     n: int = 0           # pool size
+    store: TokenStore | None = None      # the pool, tokenized once (corelib.data.store)
     net: MaskedLM | None = None
     sub_idx: np.ndarray | None = None    # D_sub, sorted pool indices
     sub_tokens: list | None = None       # their tokens (None in compat mode, which has no D_sub)
@@ -90,6 +77,9 @@ class ScoringRun:
     finetune = property(lambda self: self.settings["finetune"])
     batch_size = property(lambda self: self.settings["batch_size"])
     shard_size = property(lambda self: self.settings["shard_size"])
+    precision = property(lambda self: self.settings.get("precision", "fp32"))
+    reduction = property(lambda self: self.settings.get("reduction", "mean"))
+    mask_draws = property(lambda self: self.settings.get("mask_draws", 1))
 
     def sub_batches(self):
         """Masked D_sub batches, masks keyed by the seed (the scoring masks, Sec. 3.2)."""
@@ -125,11 +115,17 @@ def resolve_settings(fasta: Path, modality: str, preset: Preset, *, model, check
     if compat:
         scope, damping, finetune = COMPAT[compat]["scope"], COMPAT[compat]["damping"], False
     batch_size = batch_size or preset.scoring.batch_size
-    return {"fasta": str(fasta), "modality": modality, "model": model or preset.model,
-            "checkpoint": str(checkpoint) if checkpoint else None, "scope": scope, "finetune": finetune,
-            "compat": compat, "damping": damping, "seed": preset.seed, "subset_size": preset.scoring.subset_size,
-            "max_tokens": preset.data.max_tokens, "mask_prob": preset.data.mask_prob, "pool_limit": preset.data.pool_limit,
-            "batch_size": batch_size, "shard_size": shard_size}
+    settings = {"fasta": str(fasta), "modality": modality, "model": model or preset.model,
+                "checkpoint": str(checkpoint) if checkpoint else None, "scope": scope, "finetune": finetune,
+                "compat": compat, "damping": damping, "seed": preset.seed, "subset_size": preset.scoring.subset_size,
+                "max_tokens": preset.data.max_tokens, "mask_prob": preset.data.mask_prob,
+                "pool_limit": preset.data.pool_limit, "batch_size": batch_size, "shard_size": shard_size}
+    # score variants (recorded only when not the default, so earlier run folders stay resumable)
+    variants = {"mask_draws": 1 if compat else preset.scoring.mask_draws,
+                "reduction": "mean" if compat else preset.scoring.reduction, "precision": preset.precision}
+    settings.update({k: v for k, v in variants.items() if v != {"mask_draws": 1, "reduction": "mean",
+                                                                  "precision": "fp32"}[k]})
+    return settings
 
 
 def prepare_run(fasta, modality: str, out_dir, preset: Preset, *, model=None, checkpoint=None, scope=None,
@@ -144,15 +140,18 @@ def prepare_run(fasta, modality: str, out_dir, preset: Preset, *, model=None, ch
     settings["world_size"] = world
     _check_run(out_dir, settings, rank, world)
     run = ScoringRun(fasta, modality, out_dir, preset, settings, rank, world, device, progress, skip_nonfinite)
-    run.n = count_pool(fasta, modality, preset.data.pool_limit)
+    run.store = token_store(fasta, modality, progress=progress and rank == 0)
+    limit = preset.data.pool_limit
+    run.n = len(run.store) if limit is None else min(limit, len(run.store))
     run.net = get_model(modality, settings["model"], checkpoint, seed=preset.seed)
+    run.net.attend_padding = bool(compat)  # the official model file passes no key padding mask
     if compat is None:
         scope_params(run.net, run.scope)  # a bad scope fails before any work
     run.net.to(device)
     rng = np.random.default_rng(preset.seed)
     run.sub_idx = np.sort(rng.choice(run.n, size=min(preset.scoring.subset_size, run.n), replace=False))
     if compat is None:
-        run.sub_tokens = gather_tokens(fasta, modality, run.sub_idx, preset.data.max_tokens)
+        run.sub_tokens = run.store.gather(run.sub_idx, preset.data.max_tokens)
     return run
 
 
@@ -163,7 +162,7 @@ def finetune_on_subset(run: ScoringRun) -> None:
         if run.rank == 0:
             run.extra["grad_norm_before_ft"] = mean_gradient_norm(run.net, run.sub_batches(), run.device)
             history = train_mlm(run.net, run.sub_tokens, run.sub_idx, run.preset.finetune, run.device,
-                                mask_prob=run.preset.data.mask_prob, seed=run.preset.seed,
+                                mask_prob=run.preset.data.mask_prob, seed=run.preset.seed, precision=run.precision,
                                 out_dir=run.out_dir / "finetune", progress=run.progress, desc="fine-tune D_sub")
             history.to_csv(run.out_dir / "finetune_history.csv", index=False)
             save_checkpoint(run.net, ft_path, grad_norm_before_ft=run.extra["grad_norm_before_ft"])
@@ -184,7 +183,7 @@ def estimate_fisher(run: ScoringRun) -> tuple[dict, int]:
         return {k: v.to(run.device) for k, v in saved["fisher"].items()}, saved["count"]
     mine = (b for j, b in enumerate(_fisher_batches(run)) if j % run.world == run.rank)
     bar = tqdm(desc="Fisher", unit="seq", disable=not run.progress or run.rank != 0, leave=False)
-    fisher, m_count = _fisher_all_reduce(run.net, mine, run.scope, run.device, run.world, bar)
+    fisher, m_count = _fisher_all_reduce(run, mine, bar)
     bar.close()
     if run.rank == 0:
         if run.compat is None:  # Assumption 1 check: the mean D_sub gradient of the model that is scored
@@ -201,8 +200,9 @@ def _fisher_batches(run: ScoringRun):
     if not run.compat:
         return run.sub_batches()
     width, all_idx = COMPAT[run.compat]["width"], np.arange(run.n)
-    return full_sequence_batches(gather_tokens(run.fasta, run.modality, all_idx, width), all_idx, run.batch_size,
-                                 run.net.vocab, width)
+    # as the official code: tokenize the whole sequence, keep its first `width` tokens (a long one has no <eos>)
+    toks = [run.store.tokens(i)[:width] for i in all_idx]
+    return full_sequence_batches(toks, all_idx, run.batch_size, run.net.vocab, width)
 
 
 def score_shards(run: ScoringRun, fisher: dict) -> list[str]:
@@ -213,13 +213,12 @@ def score_shards(run: ScoringRun, fisher: dict) -> list[str]:
     skipped: list[str] = []
     bar = tqdm(total=run.n, desc=f"scoring (rank {run.rank})" if run.world > 1 else "scoring", unit="seq",
                disable=not run.progress or run.rank != 0)
-    for shard, records in iter_shards(run.fasta, run.modality, run.shard_size, run.n):
+    for shard, idx in iter_shards(run.n, run.shard_size):
         path = shard_dir / f"shard_{shard:06d}.parquet"
         if shard % run.world != run.rank or path.exists():
-            bar.update(len(records))
+            bar.update(len(idx))
             continue
-        frame, bad = _score_shard(run.net, records, shard * run.shard_size, run.modality, run.preset, fisher,
-                                  run.damping, run.scope, run.batch_size, run.compat, run.device, bar)
+        frame, bad = _score_shard(run, idx, fisher, bar)
         if bad and not run.skip_nonfinite:
             done = len(list(shard_dir.glob("shard_*.parquet")))
             raise InputError(f"sequence {bad[0]!r} gave a non-finite gradient; {done} finished shard(s) are kept "
@@ -264,8 +263,10 @@ def _check_run(out_dir: Path, settings: dict, rank: int, world: int):
     _barrier(world)
 
 
-def _fisher_all_reduce(net, batches, scope, device, world, bar):
-    fisher, count = diagonal_fisher(net, batches, scope, device, progress=bar, allow_empty=world > 1)
+def _fisher_all_reduce(run: ScoringRun, batches, bar):
+    device, world = run.device, run.world
+    fisher, count = diagonal_fisher(run.net, batches, run.scope, device, progress=bar, allow_empty=world > 1,
+                                    precision=run.precision, reduction=run.reduction)
     if world > 1:
         sums = {k: v.double() * count for k, v in fisher.items()}
         total = torch.tensor([count], dtype=torch.float64, device=device)
@@ -277,23 +278,51 @@ def _fisher_all_reduce(net, batches, scope, device, world, bar):
     return {k: v.cpu() for k, v in fisher.items()}, count
 
 
-def _score_shard(net, records, offset, modality, preset, fisher, damping, scope, batch_size, compat, device, bar):
-    idx = np.arange(offset, offset + len(records))
-    if compat:
-        toks = tokenize([r.seq for r in records], modality, COMPAT[compat]["width"])
-        batches = full_sequence_batches(toks, idx, batch_size, net.vocab, COMPAT[compat]["width"])
-    else:
-        toks = tokenize([r.seq for r in records], modality, preset.data.max_tokens)
-        batches = mlm_batches(toks, idx, batch_size, net.vocab, mask_seed=preset.seed, mask_prob=preset.data.mask_prob)
-    rows = []
-    for b_idx, scores, losses, groups in self_influence(net, batches, fisher, damping, scope, device, progress=bar):
-        for j, i in enumerate(b_idx):
-            row = {"index": int(i), "score": -scores[j] if compat else scores[j], "loss": losses[j]}
-            row.update({f"score_{g}": v[j] for g, v in groups.items()})
-            rows.append(row)
-    frame = pd.DataFrame(rows).sort_values("index", ignore_index=True)
-    frame.insert(0, "id", [records[i - offset].id for i in frame["index"]])
-    frame.insert(2, "length", [len(records[i - offset].seq) for i in frame["index"]])
+def _shard_batches(run: ScoringRun, idx: np.ndarray, draw: int):
+    """One shard's batches: masked with mask `draw` (keyed by seed, pool index and draw), or in compat mode
+    unmasked and cut at the official width."""
+    if run.compat:
+        width = COMPAT[run.compat]["width"]
+        return full_sequence_batches([run.store.tokens(i)[:width] for i in idx], idx, run.batch_size,
+                                     run.net.vocab, width)
+    toks = run.store.gather(idx, run.preset.data.max_tokens)
+    return mlm_batches(toks, idx, run.batch_size, run.net.vocab, mask_seed=run.preset.seed,
+                       mask_prob=run.preset.data.mask_prob, draw=draw)
+
+
+def _score_shard(run: ScoringRun, idx: np.ndarray, fisher: dict, bar):
+    """Eq. 11 of one shard's sequences, averaged over the mask draws (per-draw scores kept as columns when
+    there are several), with the masked-token count m and the per-token score m x I (I / m under a summed
+    loss); returns (finite rows, ids of non-finite ones)."""
+    draws = run.mask_draws
+    per_draw, losses, groups = [], [], []
+    for d in range(draws):
+        rows = {}
+        batches = _shard_batches(run, idx, d)
+        for b_idx, scores, loss, grp in self_influence(run.net, batches, fisher, run.damping, run.scope, run.device,
+                                                       progress=bar if d == draws - 1 else None,
+                                                       precision=run.precision, reduction=run.reduction):
+            for j, i in enumerate(b_idx):
+                rows[int(i)] = (-scores[j] if run.compat else scores[j], loss[j], {g: v[j] for g, v in grp.items()})
+        order = sorted(rows)
+        per_draw.append(np.array([rows[i][0] for i in order]))
+        losses.append(np.array([rows[i][1] for i in order]))
+        groups.append(pd.DataFrame([rows[i][2] for i in order]))
+    frame = pd.DataFrame({"index": order})
+    frame.insert(0, "id", [run.store.id(i) for i in order])
+    frame.insert(2, "length", run.store.lengths[order])
+    frame["score"] = np.mean(per_draw, axis=0)
+    frame["loss"] = np.mean(losses, axis=0)
+    frame = pd.concat([frame, (sum(groups) / draws).add_prefix("score_")], axis=1)
+    if draws > 1:
+        for d, values in enumerate(per_draw):
+            frame[f"draw{d}"] = values
+    width = COMPAT[run.compat]["width"] if run.compat else None
+    masked = [width or masked_count(len(run.store.tokens(i, run.preset.data.max_tokens)), run.preset.data.mask_prob)
+              for i in order]
+    frame["masked"] = masked
+    frame["token_score"] = frame["score"] / frame["masked"] if run.reduction == "sum" \
+        else frame["score"] * frame["masked"]
     finite = np.isfinite(frame["score"].to_numpy()) & np.isfinite(frame["loss"].to_numpy())
     return frame[finite].reset_index(drop=True), frame.loc[~finite, "id"].tolist()
 

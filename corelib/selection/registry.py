@@ -146,7 +146,7 @@ class TopKPerToken(Method):
     name = "topk-per-token"
 
     def select(self, r):
-        return methods.top_k(r.column_values("score_per_token", self.name), r.budget)
+        return methods.top_k(r.column_values("token_score", self.name), r.budget)
 
 
 class LossTopK(Method):

@@ -17,6 +17,7 @@ from corelib.data.tokens import mlm_batches
 from corelib.errors import InputError
 from corelib.files import atomic_write
 from corelib.models.loss import per_sequence_loss
+from corelib.runtime import autocast
 
 
 def lr_factor(step: int, warmup: int, schedule: str) -> float:
@@ -65,7 +66,7 @@ class Checkpointer:
 
 
 def train_mlm(model, tokens, indices, cfg: TrainingConfig, device="cpu", *, mask_prob: float = 0.15, seed: int = 0,
-              out_dir=None, save_every: int = 0,
+              out_dir=None, save_every: int = 0, precision: str = "fp32",
               progress: bool = True, desc: str = "train", rank: int = 0, world: int = 1) -> pd.DataFrame:
     """Train `model` in place with MLM (A.3-A.5); returns the history (step, epoch, loss, lr, and the global
     batch's sequences, real tokens and wall seconds, for throughput).
@@ -94,7 +95,8 @@ def train_mlm(model, tokens, indices, cfg: TrainingConfig, device="cpu", *, mask
         for b, (inputs, labels, _) in enumerate(batches):
             if b < state["batch"]:
                 continue  # resumed mid-epoch: these batches were trained before the kill
-            row = train_step(net, opt, sched, inputs, labels, model.vocab.pad, device, rank=rank, world=world)
+            row = train_step(net, opt, sched, inputs, labels, model.vocab.pad, device, rank=rank, world=world,
+                             precision=precision)
             state["history"].append({"step": state["step"], "epoch": epoch, **row})
             state["step"] += 1
             state["batch"] = b + 1
@@ -117,7 +119,8 @@ def _parallel(model, device, world: int):
     return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
 
 
-def train_step(net, opt, sched, inputs, labels, pad: int, device, *, rank: int = 0, world: int = 1) -> dict:
+def train_step(net, opt, sched, inputs, labels, pad: int, device, *, rank: int = 0, world: int = 1,
+               precision: str = "fp32") -> dict:
     """One AdamW step on this rank's share of a global batch (A.3); returns the history fields of the global
     batch: mean loss, lr, sequences, real (non-`pad`) tokens and wall seconds."""
     size = inputs.shape[0]
@@ -128,7 +131,9 @@ def train_step(net, opt, sched, inputs, labels, pad: int, device, *, rank: int =
     else:
         weight = world / size
     inputs, labels = inputs[mine].to(device), labels[mine].to(device)
-    losses = per_sequence_loss(net(inputs), labels)
+    with autocast(device, precision):
+        logits = net(inputs)
+    losses = per_sequence_loss(logits, labels)   # in fp32 whatever the forward's precision
     loss = losses.sum() * weight
     opt.zero_grad(set_to_none=True)
     loss.backward()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from corelib.data.tokens import count_pool, gather_tokens
+from corelib.data.store import token_store
 from corelib.training.loop import train_mlm
 
 
@@ -22,16 +22,18 @@ def pretrain_pool(fasta, modality: str, out_dir, preset, model: str | None = Non
 
     rank, world, device = dist_context(device)
     out_dir = Path(out_dir)
-    n = count_pool(fasta, modality, preset.data.pool_limit)
+    store = token_store(fasta, modality, progress=progress and rank == 0)   # the pool, parsed once
+    n = len(store) if preset.data.pool_limit is None else min(preset.data.pool_limit, len(store))
     idx = np.arange(n) if indices is None else np.sort(np.asarray(indices, dtype=np.int64))
     if idx.size == 0 or idx.max() >= n:
         from corelib.errors import InputError
 
         raise InputError(f"{fasta}: coreset indices reach {idx.max() if idx.size else 'nothing'}, pool has {n}")
-    tokens = gather_tokens(fasta, modality, idx, preset.data.max_tokens)
+    tokens = store.gather(idx, preset.data.max_tokens)
     net = build_model(modality, model or preset.model, seed=preset.seed)
     schedule = dataclasses.replace(preset.pretrain, epochs=epochs) if epochs else preset.pretrain  # A.3 / A.4
-    history = train_mlm(net, tokens, idx, schedule, device, mask_prob=preset.data.mask_prob, seed=preset.seed, out_dir=out_dir,
+    history = train_mlm(net, tokens, idx, schedule, device, mask_prob=preset.data.mask_prob, seed=preset.seed,
+                        precision=preset.precision, out_dir=out_dir,
                         save_every=save_every, progress=progress, desc=f"pretrain {modality}", rank=rank, world=world)
     if rank == 0:
         history.to_csv(out_dir / "history.csv", index=False)
