@@ -53,6 +53,7 @@ def test_pretraining_reads_a_coreset_folder(tmp_path, cli):
     assert saved["sequences"] == 2 and len(pd.read_csv(tmp_path / "m" / "history.csv")) == 1   # 2 seqs, batch 16
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_gives_the_uninterrupted_weights(tmp_path):
     ref = _cli(*_pretrain(tmp_path, "ref", "--save-every", 2))
     assert ref.returncode == 0, ref.stderr
@@ -78,6 +79,7 @@ def test_kill_9_then_resume_gives_the_uninterrupted_weights(tmp_path):
     np.testing.assert_array_equal(history["loss"], pd.read_csv(tmp_path / "ref" / "history.csv")["loss"])
 
 
+@pytest.mark.slow
 def test_a_checkpoint_from_other_settings_is_refused(tmp_path):
     assert _cli(*_pretrain(tmp_path, "x", "--epochs", 1)).returncode == 0
     (tmp_path / "x" / "model.pt").unlink()
@@ -85,6 +87,7 @@ def test_a_checkpoint_from_other_settings_is_refused(tmp_path):
     assert again.returncode == 2 and "holds a run with other settings" in again.stderr
 
 
+@pytest.mark.distributed
 def test_two_torchrun_processes_train_like_one(tmp_path):
     one = _cli(*_pretrain(tmp_path, "one", "--epochs", 2, "--device", "cpu"))
     assert one.returncode == 0, one.stderr

@@ -88,6 +88,7 @@ def test_compat_mode_equals_the_official_recipe_computed_independently(tmp_path)
     assert (scores["score"] < 0).all()
 
 
+@pytest.mark.distributed
 def test_two_torchrun_processes_equal_one(tmp_path):
     fasta = _fasta(tmp_path, 48)
     common = ["--fasta", fasta, "--modality", "rna", "--preset", "smoke", "--subset-size", 24, "--max-tokens", 66,
@@ -104,6 +105,7 @@ def test_two_torchrun_processes_equal_one(tmp_path):
     assert json.loads((tmp_path / "two" / "run.json").read_text())["world_size"] == 2
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_recomputes_no_finished_shard(tmp_path):
     fasta = _fasta(tmp_path, 256)
     args = ["score", "--fasta", fasta, "--modality", "rna", "--preset", "smoke", "--max-tokens", 130,
@@ -127,6 +129,7 @@ def test_kill_9_then_resume_recomputes_no_finished_shard(tmp_path):
     pd.testing.assert_frame_equal(read_scores(out)[0], read_scores(tmp_path / "ref")[0])
 
 
+@pytest.mark.slow
 def test_a_non_finite_gradient_names_the_sequence_and_keeps_finished_shards(tmp_path):
     n, sub = 20, 4
     d_sub = set(np.random.default_rng(0).choice(n, sub, replace=False).tolist())
