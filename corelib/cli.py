@@ -118,6 +118,15 @@ def _select(args) -> int:
     return 0
 
 
+def _diagnose(args) -> int:
+    from corelib.influence.diagnostics import write_diagnostics
+
+    out = write_diagnostics(args.scores, args.out, other=args.other, budget=args.budget, sample=args.sample,
+                            device=args.device or "cpu")
+    print(f"diagnostics -> {out} (+ .md)")
+    return 0
+
+
 def _score(args) -> int:
     from corelib.data.manifests import dataset_path
     from corelib.influence.scoring import run_scoring
@@ -259,6 +268,18 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--compat", default=None, choices=["bio-coreset"], help="reproduce the official code's choices")
     sc.add_argument("--skip-nonfinite", action="store_true", help="leave out sequences with NaN/Inf gradients")
     sc.set_defaults(func=_score)
+
+    dg = sub.add_parser("diagnose", help="what else the scores measure: draw reliability, length and loss, "
+                        "damping, fine-tune agreement (a table)")
+    dg.add_argument("--scores", required=True, help="score folder (from `score`)")
+    dg.add_argument("--other", default=None, help="a second score folder to compare with (e.g. the w/o ft one)")
+    dg.add_argument("--budget", type=_number("--budget", int, low=1), default=None,
+                    help="coreset size for the length-decile pick rates (default: 10%% of the pool)")
+    dg.add_argument("--sample", type=_number("--sample", int, low=0), default=512,
+                    help="sequences re-scored for the damping sweep (0: skip it)")
+    dg.add_argument("--out", default=None, help="table path (default: DIR/diagnostics.csv)")
+    dg.add_argument("--device", default=None, help="cpu, cuda (default: cpu)")
+    dg.set_defaults(func=_diagnose)
 
     pt = sub.add_parser("pretrain", help="MLM pretraining from scratch on a pool or a coreset (A.3/A.4)")
     _stage(pt, "output folder: model.pt, history.csv, checkpoint.pt (resumable)", ["data", "pretrain"])

@@ -18,10 +18,11 @@ REQUIRED = {
     ("score",): ["--fasta", "x.fa", "--modality", "rna", "--out", "o"],
     ("pretrain",): ["--fasta", "x.fa", "--modality", "rna", "--out", "o"],
     ("experiment",): [],
+    ("diagnose",): ["--scores", "s"],
     ("run-notebooks",): [],
 }
 # Flags for which 0 is a meaningful value (written from what each quantity means, not read from the code).
-ZERO_OK = {"--seed", "--hard-cutoff", "--save-every", "--finetune-weight-decay", "--pretrain-weight-decay",
+ZERO_OK = {"--sample", "--seed", "--hard-cutoff", "--save-every", "--finetune-weight-decay", "--pretrain-weight-decay",
            "--finetune-warmup-steps", "--pretrain-warmup-steps", "--scoring-damping", "--selection-hard-cutoff"}
 
 

@@ -139,6 +139,27 @@ class RobertaLMHeadRule(LMHeadBiasRule):
         return out
 
 
+class DecoderBiasAliasRule(Rule):
+    """multimolecule MaskedLMHead (ESM-C, RNA-FM): its `bias` is the very Parameter of its `decoder` Linear
+    (decoder.bias, tied), which LinearRule forms together with the decoder weight. The head's own forward
+    applies the decoder functionally; corelib.models.MaskedLM runs it through the `decoder` module instead
+    (`head_logits`), so this rule forms nothing itself: the alias only must not go uncovered (Sec. 3.2)."""
+
+    def params(self, module):
+        """bias, when it is the decoder's bias; an untied bias would go unformed, so it is refused (Sec. 3.2)."""
+        bias = getattr(module, "bias", None)
+        if bias is None:
+            return {}
+        decoder = getattr(module, "decoder", None)
+        if not isinstance(decoder, nn.Linear) or decoder.bias is not bias:
+            raise InputError(f"{type(module).__name__}: its bias is not its decoder Linear's bias, so no rule forms it")
+        return {"bias": bias}
+
+    def per_sample(self, module, inp, grad_out, kept):
+        """Nothing: the decoder's LinearRule delivers the (tied) bias (Sec. 3.2)."""
+        return {}
+
+
 # Keys: torch layer types, matched along the module's MRO (subclasses inherit their parent's rule), and, for
 # third-party layers corelib does not import (fair-esm and rna-fm ship separate copies of the same classes;
 # transformers is slow to import), the class name.
@@ -149,6 +170,7 @@ RULES: dict[type | str, Rule] = {
     "LearnedPositionalEmbedding": LearnedPositionalEmbeddingRule(),
     "RobertaLMHead": RobertaLMHeadRule(),
     "EsmLMHead": LMHeadBiasRule(),
+    "MaskedLMHead": DecoderBiasAliasRule(),
 }
 
 
