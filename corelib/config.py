@@ -131,7 +131,8 @@ class Preset:
     """All knobs of one run; `paper` holds the values of Appendix A (A.3-A.6, B)."""
 
     name: str = knob("custom", "preset name (the folder under runs/)")
-    model: str = knob("tiny", "model preset: tiny / small / paper", alias="--model")
+    model: str = knob("tiny", "model preset: tiny / small / paper (RNA-FM layout for rna, ESM-C 600M for protein); "
+                      "rna: rnafm-hf-tiny / rnafm-hf; protein: esmc-tiny / esmc-300m / esmc-600m / esm2-650m", alias="--model")
     seed: int = knob(0, "seed of D_sub, the masks, model init and random draws (A.6)", low=0, alias="--seed")
     seeds: tuple[int, ...] = knob((0, 1, 2), "downstream seeds (B.3)")
     precision: str = knob("fp32", "fp32, or bf16 autocast where the device supports it (per-sample products and the "

@@ -1,4 +1,5 @@
-"""Masked-LM builders (RNA-FM = ESM-1b layout, ESM-2 for proteins) and model presets (A.2)."""
+"""Masked-LM builders (RNA-FM = ESM-1b layout and ESM-2 through fair-esm; ESM-C and RNA-FM as multimolecule's
+Hugging Face models) and model presets (A.2)."""
 from __future__ import annotations
 
 import argparse
@@ -18,22 +19,34 @@ from corelib.models.attention import install as install_attention
 class ModelSpec:
     """Architecture of one model preset."""
 
-    family: str        # "esm1b" (RNA-FM layout) or "esm2"
+    family: str        # "esm1b" (RNA-FM layout) or "esm2" (fair-esm); "esmc" (ESM-C) or "rnafm" (multimolecule)
     layers: int
     embed_dim: int
     heads: int
-    ffn_dim: int = 0   # ESM-2 uses 4 x embed_dim
+    ffn_dim: int = 0   # ESM-2 uses 4 x embed_dim; ESM-C 0 = its SwiGLU width (8/3 x embed_dim, rounded up to 256)
 
-# RNA-FM: 12 layers, 640 dim, 20 heads, FFN 5120, learned positions (A.2). Protein: ESM-2 stands in for
-# ESM-C (EvolutionaryScale's package cannot be installed beside fair-esm); "paper" = ESM-2 650M, the
-# size closest to ESM-C 600M.
+
+# Families built as Hugging Face masked LMs of the `multimolecule` package (SDPA attention; Linear, LayerNorm
+# and Embedding layers only); MaskedLM drives them with corelib's own token ids (`hf_config`).
+HF_FAMILIES = ("esmc", "rnafm")
+
+# RNA-FM: 12 layers, 640 dim, 20 heads, FFN 5120, learned positions (A.2), in fair-esm's layout ("paper") or as
+# multimolecule's RnaFmForMaskedLM ("rnafm-hf"). Protein: ESM-C (Hayes et al. 2025) through multimolecule's
+# EsmCForMaskedLM; "paper" = ESM-C 600M (36 layers, 1152 dim, 18 heads, SwiGLU 3072), "esmc-300m" the smaller
+# release (30 / 960 / 15, 2560). ESM-2 stays available ("tiny", "small", "esm2-650m").
 MODEL_PRESETS = {
     ("rna", "tiny"): ModelSpec("esm1b", 2, 64, 4, 256),
     ("rna", "small"): ModelSpec("esm1b", 4, 128, 8, 512),
     ("rna", "paper"): ModelSpec("esm1b", 12, 640, 20, 5120),
+    ("rna", "rnafm-hf-tiny"): ModelSpec("rnafm", 2, 64, 4, 256),
+    ("rna", "rnafm-hf"): ModelSpec("rnafm", 12, 640, 20, 5120),
     ("protein", "tiny"): ModelSpec("esm2", 2, 64, 4),
     ("protein", "small"): ModelSpec("esm2", 4, 128, 8),
-    ("protein", "paper"): ModelSpec("esm2", 33, 1280, 20),
+    ("protein", "esm2-650m"): ModelSpec("esm2", 33, 1280, 20),
+    ("protein", "esmc-tiny"): ModelSpec("esmc", 2, 64, 4, 256),
+    ("protein", "esmc-300m"): ModelSpec("esmc", 30, 960, 15, 2560),
+    ("protein", "esmc-600m"): ModelSpec("esmc", 36, 1152, 18, 3072),
+    ("protein", "paper"): ModelSpec("esmc", 36, 1152, 18, 3072),
 }
 
 MAX_POSITIONS = 1024
@@ -48,8 +61,13 @@ class MaskedLM(nn.Module):
     `attention` ("sdpa", the default, or "eager") picks the attention core of fair-esm models: SDPA, or
     fair-esm's own unfused computation; both keep q/k/v/out as hooked `nn.Linear` modules, and attention
     maps (need_head_weights / return_contacts) always come from fair-esm's computation (models/attention.py).
+    On multimolecule models (ESM-C, RNA-FM) it sets the transformers attention implementation.
     `attend_padding=True` passes no key padding mask to the layers, so pad positions are attended to, as the
     official bio-coreset model file does (compat scoring).
+
+    multimolecule's masked-LM head applies its `decoder` weight functionally (`F.linear`); MaskedLM runs the
+    backbone and then the head through its `decoder` Linear (`head_logits`, the same computation), so the
+    decoder's forward hook sees it and per-sample gradients cover the output layer (influence/rules.py).
     """
 
     def __init__(self, net: nn.Module, kind: str, modality: str, spec: dict, attention: str = "sdpa",
@@ -58,6 +76,11 @@ class MaskedLM(nn.Module):
         self.net, self.kind, self.modality, self.spec = net, kind, modality, spec
         self.vocab = get_vocab(modality)
         self.time_first = ("net.layers.", "net.emb_layer_norm_after") if kind in ("esm1b", "esm2") else ()
+        self.multimolecule = kind == "hf" and is_multimolecule(net)
+        if self.multimolecule:
+            head = net.lm_head
+            if getattr(head, "bias", None) is not None and head.decoder.bias is not head.bias:
+                raise InputError(f"{type(net).__name__}: lm_head.bias is not its decoder's bias (untied head)")
         for module in net.modules():  # fused attention bypasses the q/k/v Linear modules' hooks
             if hasattr(module, "enable_torch_version"):
                 module.enable_torch_version = False
@@ -68,7 +91,7 @@ class MaskedLM(nn.Module):
 
     @property
     def attention(self) -> str:
-        """The attention core of fair-esm models: "sdpa" or "eager" (fair-esm's own computation)."""
+        """The attention core: "sdpa" or "eager" (fair-esm's own computation / transformers' eager path)."""
         return self._attention
 
     @attention.setter
@@ -76,6 +99,8 @@ class MaskedLM(nn.Module):
         if mode not in ATTENTION_MODES:
             raise InputError(f"attention must be one of {', '.join(ATTENTION_MODES)}, got {mode!r}")
         configure_attention(self.net, attention=mode)
+        if self.multimolecule:  # read at every forward; set_attn_implementation refuses these models
+            self.net.config._attn_implementation = mode
         self._attention = mode
 
     @property
@@ -89,21 +114,41 @@ class MaskedLM(nn.Module):
         self._attend_padding = bool(value)
 
     def _hf_mask(self, tokens: torch.Tensor):
-        return None if self.attend_padding else (tokens != self.vocab.pad).long()
+        if self.attend_padding:  # multimolecule derives a pad mask from None: attend everywhere explicitly
+            return torch.ones_like(tokens) if self.multimolecule else None
+        return (tokens != self.vocab.pad).long()
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """Logits (B, T, V) of the masked LM for tokens (B, T)."""
+        if self.multimolecule:
+            return head_logits(self.net.lm_head, self.encode(tokens))
         if self.kind == "hf":
             return self.net(input_ids=tokens, attention_mask=self._hf_mask(tokens)).logits
         return self.net(tokens)["logits"]
 
     def encode(self, tokens: torch.Tensor) -> torch.Tensor:
         """Final hidden states (B, T, C) before the LM head, for downstream heads."""
+        if self.multimolecule:  # after the encoder's final LayerNorm (hidden_states[-1] precedes it)
+            return self.net.model(input_ids=tokens, attention_mask=self._hf_mask(tokens)).last_hidden_state
         if self.kind == "hf":
             out = self.net(input_ids=tokens, attention_mask=self._hf_mask(tokens), output_hidden_states=True)
             return out.hidden_states[-1]
         n = len(self.net.layers)
         return self.net(tokens, repr_layers=[n])["representations"][n]
+
+
+def is_multimolecule(net: nn.Module) -> bool:
+    """True for a `multimolecule` masked LM (a `model` backbone and a MaskedLMHead `lm_head` with a decoder)."""
+    head = getattr(net, "lm_head", None)
+    return (type(net).__module__.startswith("multimolecule.") and hasattr(net, "model")
+            and type(head).__name__ == "MaskedLMHead" and isinstance(getattr(head, "decoder", None), nn.Linear))
+
+
+def head_logits(head: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    """multimolecule's MaskedLMHead on final hidden states, through its `decoder` Linear: the head's own
+    forward computes F.linear(transform(dropout(h)), decoder.weight, bias) with bias = decoder.bias (tied)."""
+    logits = head.decoder(head.transform(head.dropout(hidden)))
+    return head.activation(logits) if head.activation is not None else logits
 
 
 def _esm_alphabet(modality: str):
@@ -117,7 +162,15 @@ def _esm_alphabet(modality: str):
 
 
 def build_net(spec: ModelSpec, modality: str) -> nn.Module:
-    """A fresh fair-esm network of a spec: ProteinBertModel (ESM-1b / RNA-FM layout) or ESM2 (A.2)."""
+    """A fresh network of a spec: fair-esm's ProteinBertModel (ESM-1b / RNA-FM layout) or ESM2 (A.2), or
+    multimolecule's EsmCForMaskedLM / RnaFmForMaskedLM on corelib's vocabulary (`hf_config`)."""
+    if spec.family in HF_FAMILIES:
+        import multimolecule  # registers ESM-C and RNA-FM with transformers
+
+        cls = multimolecule.EsmCForMaskedLM if spec.family == "esmc" else multimolecule.RnaFmForMaskedLM
+        return cls(hf_config(spec, modality))
+    if spec.family not in ("esm1b", "esm2"):
+        raise InputError(f"unknown model family {spec.family!r}; choose one of esm1b, esm2, {', '.join(HF_FAMILIES)}")
     alphabet = _esm_alphabet(modality)
     if spec.family == "esm1b":
         from esm.model.esm1 import ProteinBertModel
@@ -132,17 +185,50 @@ def build_net(spec: ModelSpec, modality: str) -> nn.Module:
                 alphabet=alphabet, token_dropout=True)
 
 
+def vocab_token_ids(modality: str) -> dict[str, int]:
+    """The Hugging Face config entries that make a model embed corelib's token ids (get_vocab(modality))."""
+    vocab = get_vocab(modality)
+    return {"vocab_size": len(vocab), "pad_token_id": vocab.pad, "bos_token_id": vocab.cls,
+            "eos_token_id": vocab.eos, "unk_token_id": vocab.unk, "mask_token_id": vocab.mask,
+            "null_token_id": vocab.index.get("<null_1>", vocab.unk)}
+
+
+def hf_config(spec: ModelSpec, modality: str):
+    """The multimolecule config of an "esmc" / "rnafm" spec on corelib's vocabulary: vocab_size and the
+    pad/cls/eos/unk/mask ids of get_vocab(modality), so our tokens drive the model directly; SDPA attention.
+    RNA-FM as fair-esm builds it here: no dropout, no token dropout, positions for MAX_POSITIONS tokens
+    (multimolecule numbers them from pad + 2)."""
+    import multimolecule
+
+    ids = vocab_token_ids(modality)
+    common = dict(hidden_size=spec.embed_dim, num_hidden_layers=spec.layers, num_attention_heads=spec.heads,
+                  attn_implementation="sdpa", **ids)
+    if spec.family == "esmc":
+        return multimolecule.EsmCConfig(intermediate_size=spec.ffn_dim or None, **common)
+    if spec.family == "rnafm":
+        return multimolecule.RnaFmConfig(intermediate_size=spec.ffn_dim or 4 * spec.embed_dim,
+                                         max_position_embeddings=MAX_POSITIONS + ids["pad_token_id"] + 2,
+                                         hidden_dropout=0.0, attention_dropout=0.0, token_dropout=False, **common)
+    raise InputError(f"model family {spec.family!r} is not a Hugging Face family ({', '.join(HF_FAMILIES)})")
+
+
+def model_kind(family: str) -> str:
+    """MaskedLM's kind of a spec family: "esm1b" / "esm2" (fair-esm) or "hf" (Hugging Face)."""
+    return "hf" if family in (*HF_FAMILIES, "hf") else family
+
+
 def build_model(modality: str, preset: str = "tiny", seed: int = 0) -> MaskedLM:
-    """A freshly initialised masked LM of a preset size (RNA-FM layout for RNA, ESM-2 for protein)."""
+    """A freshly initialised masked LM of a preset (MODEL_PRESETS: fair-esm RNA-FM / ESM-2, multimolecule
+    ESM-C / RNA-FM)."""
     key = (modality, preset)
     if key not in MODEL_PRESETS:
-        known = sorted({p for _, p in MODEL_PRESETS})
+        known = sorted({p for m, p in MODEL_PRESETS if m == modality})
         raise InputError(f"unknown model preset {preset!r} for {modality}; choose one of {', '.join(known)}")
     spec = MODEL_PRESETS[key]
     torch.manual_seed(seed)
     net = build_net(spec, modality)
     net.apply(_bert_init)
-    return MaskedLM(net, spec.family, modality, asdict(spec))
+    return MaskedLM(net, model_kind(spec.family), modality, asdict(spec))
 
 
 def _bert_init(module: nn.Module) -> None:
@@ -157,5 +243,7 @@ def _bert_init(module: nn.Module) -> None:
             with torch.no_grad():
                 module.weight[module.padding_idx].zero_()
     elif isinstance(module, nn.LayerNorm):
-        nn.init.ones_(module.weight)
-        nn.init.zeros_(module.bias)
+        if module.weight is not None:
+            nn.init.ones_(module.weight)
+        if module.bias is not None:   # ESM-C's LayerNorms have no bias
+            nn.init.zeros_(module.bias)
