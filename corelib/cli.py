@@ -155,13 +155,20 @@ def _pretrain(args) -> int:
 
 
 def _experiment(args) -> int:
-    from corelib.experiment.claims import summarize, verdicts
+    from corelib.experiment.claims import no_verdict_reason, summarize, verdicts
     from corelib.experiment.grid import evaluate_cells, pretrain_cells
     from corelib.report.tables import save_experiment_tables
 
     preset = _preset_from(args)
     _check_model(args.model, args.modality)
-    for modality in (MODALITIES if args.modality == "both" else [args.modality]):
+    modalities = MODALITIES if args.modality == "both" else [args.modality]
+    if args.simulate_null is not None:   # no grid: the verdicts' calibration on simulated grids of this shape
+        from corelib.experiment.calibration import calibration_report
+
+        for modality in modalities:
+            print("\n".join(calibration_report(preset, modality, args.simulate_null)))
+        return 0
+    for modality in modalities:
         reference = getattr(args, f"{modality}_reference")
         pretrain_cells(preset, modality, device=args.device, progress=not args.quiet, reference=reference)
         if args.stage == "pretrain":
@@ -170,6 +177,9 @@ def _experiment(args) -> int:
                                            reference=reference))
         for path in save_experiment_tables(summary, verdicts(summary), preset.name, modality):
             print(f"{modality}: {path}")
+        reason = no_verdict_reason(summary)
+        if reason:
+            print(f"{modality}: {reason}")
     return 0
 
 
@@ -294,6 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--rna-reference", default=None, help="checkpoint scoring the RNA pool and giving the Full pool "
                    "row (e.g. RNA-FM_pretrained.pth); default: pretrain one on the pool")
     e.add_argument("--protein-reference", default=None, help="the same for proteins (a fair-esm .pt or HF folder)")
+    e.add_argument("--simulate-null", type=_number("--simulate-null", int, low=1), default=None, metavar="N",
+                   help="run no grid: draw N simulated grids of the preset's shape with no true difference (and N "
+                   "with a 1-SD effect) through the verdict code; print the false-supported rate and the power")
     _preset_flags(e, ["data", "finetune", "pretrain", "scoring", "selection", "downstream"])
     e.set_defaults(func=_experiment)
 

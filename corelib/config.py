@@ -134,7 +134,8 @@ class Preset:
     model: str = knob("tiny", "model preset: tiny / small / paper (RNA-FM layout for rna, ESM-C 600M for protein); "
                       "rna: rnafm-hf-tiny / rnafm-hf; protein: esmc-tiny / esmc-300m / esmc-600m / esm2-650m", alias="--model")
     seed: int = knob(0, "seed of D_sub, the masks, model init and random draws (A.6)", low=0, alias="--seed")
-    seeds: tuple[int, ...] = knob((0, 1, 2), "downstream seeds (B.3)")
+    seeds: tuple[int, ...] = knob((0, 1, 2), "grid seeds: each sets pretraining init, masks, data order, the random "
+                                  "and CCI draws and D_sub of every arm, paired across arms (B.3, at least 3)")
     precision: str = knob("fp32", "fp32, or bf16 autocast where the device supports it (per-sample products and the "
                           "Fisher are still reduced in fp32)", choices=("fp32", "bf16"), alias="--precision")
     data: DataConfig = field(default_factory=DataConfig)
@@ -212,7 +213,7 @@ def _smoke() -> Preset:
     return Preset(name="smoke").override({
         "data.pool_limit": 256, "data.max_tokens": 130, "finetune.warmup_steps": 2, "pretrain.lr": 1e-3,
         "pretrain.warmup_steps": 10, "pretrain.epochs": 4, "scoring.subset_size": 64, "selection.budget": 24,
-        "selection.strata": 10, "seeds": (0,), "downstream.train": 160, "downstream.test": 80,
+        "selection.strata": 10, "seeds": (0, 1, 2), "downstream.train": 160, "downstream.test": 80,
         "downstream.epochs": 6, "downstream.lr": 1e-3})
 
 

@@ -1,10 +1,23 @@
-"""corelib.evaluate: label construction, pair decoding and every task's metrics checked by hand."""
+"""corelib.evaluation: the task registry (one primary metric per task), label construction, pair decoding and
+every task's metrics checked by hand."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from corelib.evaluation import MIN_LOOP, TASKS, Task, decode_pairs, pair_density, score_task, task_data
+from corelib.errors import InputError
+from corelib.evaluation import (
+    MIN_LOOP,
+    TASKS,
+    Task,
+    decode_pairs,
+    evaluate_encoder,
+    pair_density,
+    registry,
+    score,
+    score_task,
+    task_data,
+)
 
 
 def _task(name):
@@ -43,7 +56,7 @@ def test_perfect_predictions_score_perfectly():
     for i, j in [(0, 39), (1, 38), (2, 37), (5, 12)]:
         truth[i, j] = truth[j, i] = 1
     truth[np.abs(np.subtract.outer(range(40), range(40))) < MIN_LOOP] = -1
-    res = score_task(Task("SecStruct", "rna_ss", "pairs", "ss_rna", "2a"), [truth * 10], [truth], density=4 / 40)
+    res = score_task(Task("SecStruct", "rna_ss", "pairs", "ss_rna", "2a", "F1"), [truth * 10], [truth], density=4 / 40)
     assert res["SecStruct"] == {"Pre": 100.0, "Rec": 100.0, "F1": 100.0, "MCC": 100.0}
     # long range (|i - j| >= 24): 3 true pairs; top-L/10 = 4 candidates, 3 of them true
     assert res["Contact"]["L/10"] == 75.0
@@ -63,3 +76,39 @@ def test_distance_and_regression_metrics_by_hand():
     assert res["MAE"] == 1.0 and res["MSE"] == 1.0                  # pairs (0,1), (1,2) only
     res = score_task(_task("Aff"), np.array([[1.0], [2.0], [4.0]]), np.array([1.0, 3.0, 4.0]))
     assert np.isclose(res["MAE"], 1 / 3) and np.isclose(res["RMSE"], np.sqrt(1 / 3))
+
+
+def test_every_task_has_one_primary_metric_among_its_scores():
+    table = registry()
+    assert table["primary"].ne("").all() and not table.duplicated(["modality", "task"]).any()
+    prim = dict(zip(table["task"] + "/" + table["modality"], table["primary"]))
+    assert prim == {"TypeCls/rna": "ACC", "Modif/rna": "AUC", "CRI-On/rna": "SC", "SecStruct/rna": "F1",
+                    "DistMap/rna": "R2", "RBP/rna": "ACC", "Bin/protein": "ACC", "Loc/protein": "ACC",
+                    "SS/protein": "ACC", "Contact/protein": "L/5", "Aff/protein": "SC"}
+    assert "Contact" not in [t.name for t in TASKS["rna"]]      # same labels as SecStruct: secondary rows only
+    assert set(table["probe"]) == {"probe:pooled-linear", "probe:residue-linear", "probe:attention-apc"}
+    assert _task("SS").baseline == "composition:onehot-window" and _task("Contact").min_separation == 6
+
+
+def test_task_data_has_train_valid_test_and_item_ids():
+    data = task_data(_task("TypeCls"), "rna", max_tokens=42, limits=(30, 10), seed=1)
+    assert [len(data[s][0]) for s in ("train", "valid", "test")] == [30, 10, 10]
+    assert [len(data["ids"][s]) for s in ("train", "valid", "test")] == [30, 10, 10]
+    assert not set(data["ids"]["test"]) & (set(data["ids"]["train"]) | set(data["ids"]["valid"]))
+    again = task_data(_task("TypeCls"), "rna", max_tokens=42, limits=(30, 10), seed=1)
+    assert again["ids"] == data["ids"]
+
+
+def test_primary_and_secondary_metrics_are_flagged():
+    logits = np.array([[2.0, 0.0], [0.0, 1.0], [3.0, 1.0], [0.0, 2.0]])
+    s = score(_task("RBP"), logits, np.array([0, 1, 1, 1]), ids=["a", "b", "c", "d"])
+    assert s.values["RBP"]["ACC"] == 75.0 and set(s.values["RBP"]) == {"ACC", "AUC", "AUPR"}
+    assert list(s.items["num"]) == [100.0, 100.0, 0.0, 100.0]
+
+
+def test_unknown_protocol_is_an_input_error():
+    from corelib.config import get_preset
+    from corelib.models import build_model
+
+    with pytest.raises(InputError, match="protocol"):
+        evaluate_encoder(build_model("rna", "tiny"), "rna", get_preset("smoke"), protocol="finetune")

@@ -1,6 +1,10 @@
-"""corelib.experiment: the grid of Tables 1-3 (cells, sizes, resumable runs, same inputs -> same metrics)
-and the C1-C3 verdicts worked out by hand."""
+"""corelib.experiment: the grid of Tables 1-3 (cells, sizes, the held-out slice no arm trains on, seeds that vary
+pretraining, masks, order, draws and D_sub alike for every arm, resumable files per cell and seed) and its
+command line. The evaluation layer is replaced by small fakes here (its own tests cover it)."""
 from __future__ import annotations
+
+import json
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -9,6 +13,7 @@ import pytest
 from corelib.config import get_preset
 from corelib.experiment import CELLS, cell_size, evaluate_cells, pretrain_cells, summarize, verdicts
 from corelib.experiment import grid as experiment
+from corelib.experiment import heldout as held_mod
 from corelib.layout import slug
 
 
@@ -21,65 +26,190 @@ def test_cell_names_sizes_and_folders():
     assert cell_size(CELLS[2], p.override({"selection.budget": 0.5}), 100) == 100   # 10 x 50 capped at the pool
 
 
-def _summary(rows):
-    long = pd.DataFrame([{"cell": m, "data_size": 1, "task": t, "metric": k, "seed": s, "value": v}
-                         for m, t, k, values in rows for s, v in enumerate(values)])
-    return summarize(long)
+def test_heldout_slice_by_hand():
+    # 5% of a source, rounded up, by the smallest sha256("heldout:" + id); < 20 sequences: none; at most 300
+    records = [(i, f"a{i}", "A", "fa", "ACGU") for i in range(41)] + [(41 + i, f"b{i}", "B", "fb", "GG") for i in range(19)]
+    table = held_mod.choose_heldout(records)
+    ranked = sorted(range(41), key=lambda i: held_mod.heldout_key(f"a{i}"))[:3]     # ceil(0.05 * 41) = 3
+    assert table["index"].tolist() == sorted(ranked) and set(table["source"]) == {"A"}
+    assert held_mod.quota(10_000) == 300 and held_mod.quota(19) == 0 and held_mod.quota(20) == 1
+    again = held_mod.choose_heldout(list(reversed(records)))                         # order does not matter
+    assert again["id"].tolist() == table["id"].tolist()
 
 
-def test_verdicts_by_hand():
-    rows = []
-    for method, acc, mae in [("Random", [50, 52], [2.0, 2.2]), ("Random 10x", [60, 62], [1.0, 1.1]),
-                             ("Top I", [55, 57], [1.5, 1.6]), ("Top I (w/o ft)", [55, 56], [1.5, 1.7]),
-                             ("CCI", [51, 53], [2.1, 2.3]), ("CCI (w/o ft)", [50, 54], [2.0, 2.2])]:
-        rows += [(method, "T", "ACC", acc), (method, "T", "MAE", mae)]
-    s = summarize(pd.DataFrame([{"cell": m, "data_size": 1, "task": t, "metric": k, "seed": i, "value": v}
-                                for m, t, k, vals in rows for i, v in enumerate(vals)]))
-    assert s.set_index(["method", "metric"]).loc[("Top I", "ACC"), "std"] == pytest.approx(np.sqrt(2))
-    v = verdicts(s).set_index(["claim", "method"])
-    # Top I vs Random: ACC +5 (spread 1.41), MAE 1.55 vs 2.1 (lower is better, +0.55, spread 0.14): both clear wins
-    assert v.loc[("C1", "Top I"), ["better", "better_beyond_spread"]].tolist() == [2, 2]
-    assert v.loc[("C1", "Top I"), "verdict"] == "supported at our scale"
-    # vs Random 10x: both clearly worse
-    assert v.loc[("C2", "Top I"), "verdict"] == "not supported at our scale"
-    # CCI vs Random: +1 ACC within spread, MAE worse by 0.1 within spread
-    assert v.loc[("C1", "CCI"), "verdict"].startswith("inconclusive")
-    # ft vs w/o ft: Top I ACC +0.5 within spread, MAE equal mean 1.55 vs 1.6 -> better but within spread
-    assert v.loc[("C3", "Top I"), "better_beyond_spread"] == 0
+# ----------------------------------------------------------------------------- the grid with fakes
+class Fakes:
+    """Stand-ins for pretraining, scoring and evaluation that record what they were asked to do."""
+
+    def __init__(self):
+        self.pretrain, self.scoring, self.evaluations, self.heldout_calls = [], [], [], []
+
+    def pretrain_pool(self, fasta, modality, out_dir, preset, model=None, indices=None, device=None, progress=True,
+                      **_):
+        from corelib.models import build_model, save_checkpoint
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.pretrain.append({"out": out_dir, "seed": preset.seed, "indices": np.asarray(indices)})
+        save_checkpoint(build_model(modality, "tiny", seed=preset.seed), out_dir / "model.pt")
+        pd.DataFrame({"loss": [3.0, 2.9], "sequences": [1, 1], "tokens": [10, 10], "seconds": [0.1, 0.1]}).to_csv(
+            out_dir / "history.csv", index=False)
+
+    def run_scoring(self, fasta, modality, out, preset, checkpoint=None, finetune=True, device=None, progress=True,
+                    exclude=None):
+        from corelib.data.fasta import read_fasta
+        from corelib.selection.files import write_scores
+
+        self.scoring.append({"out": out, "seed": preset.seed, "finetune": finetune, "checkpoint": str(checkpoint),
+                             "exclude": None if exclude is None else set(np.asarray(exclude).tolist())})
+        ids = [r.id for _, r in zip(range(preset.data.pool_limit), read_fasta(fasta, modality))]
+        rng = np.random.default_rng([preset.seed, finetune])
+        df = pd.DataFrame({"id": ids, "index": np.arange(len(ids)), "length": 50, "score": rng.random(len(ids))})
+        write_scores(df, {"seed": preset.seed, "finetune": finetune}, out)
+        return out / "scores.parquet"
+
+    def evaluation(self):
+        def evaluate_encoder(encoder, modality, preset, seed=0, device="cpu", tasks=None):
+            self.evaluations.append(seed)
+            level = float(next(encoder.parameters()).detach().sum())
+            correct = (np.arange(8) + seed + int(abs(level) * 1000)) % 3 == 0
+            items = pd.DataFrame({"task": "T", "item": [f"t{i}" for i in range(8)], "num": 100.0 * correct,
+                                  "den": 1.0, "seed": seed})
+            metrics = pd.DataFrame([{"task": "T", "metric": "ACC", "value": items["num"].mean(), "seed": seed,
+                                     "primary": True, "protocol": "probe"}])
+            return SimpleNamespace(metrics=metrics, items=items)
+
+        def evaluate_baselines(modality, preset, seed=0):
+            items = pd.DataFrame({"task": "T", "item": [f"t{i}" for i in range(8)], "num": 50.0, "den": 1.0,
+                                  "seed": seed})
+            return SimpleNamespace(metrics=pd.DataFrame([{"task": "T", "metric": "ACC", "value": 50.0, "seed": seed,
+                                                          "primary": True, "protocol": "composition"}]), items=items)
+
+        def heldout_mlm_loss(encoder, tokens, families, vocab, mask_seed, mask_prob, device="cpu", ids=None):
+            self.heldout_calls.append(mask_seed)
+            n = np.array([len(t) for t in tokens], dtype=float)
+            return pd.DataFrame({"item": ids, "family": families, "num": 2.5 * n, "den": n})
+
+        return SimpleNamespace(evaluate_encoder=evaluate_encoder, evaluate_baselines=evaluate_baselines,
+                               heldout_mlm_loss=heldout_mlm_loss, BASELINE_CELL="Composition",
+                               TASKS={"rna": [SimpleNamespace(name="T", primary="ACC")]})
 
 
-def test_a_single_seed_has_no_spread_and_no_verdict_beyond_it():
-    s = _summary([("Random", "T", "ACC", [50]), ("Top I", "T", "ACC", [90]), ("CCI", "T", "ACC", [10])])
-    assert s["std"].isna().all()
-    v = verdicts(s).set_index(["claim", "method"])
-    assert v.loc[("C1", "Top I"), "better"] == 1 and v.loc[("C1", "Top I"), "verdict"].startswith("inconclusive")
+@pytest.fixture
+def fakes(monkeypatch):
+    import corelib.influence.scoring
+    import corelib.training.pretrain
+
+    f = Fakes()
+    monkeypatch.setattr(corelib.training.pretrain, "pretrain_pool", f.pretrain_pool)
+    monkeypatch.setattr(corelib.influence.scoring, "run_scoring", f.run_scoring)
+    monkeypatch.setattr(experiment, "_evaluation", f.evaluation)
+    return f
 
 
 @pytest.fixture
 def tiny_grid(tmp_path, monkeypatch):
     monkeypatch.setenv("CORELIB_RUNS", str(tmp_path))
-    return get_preset("smoke", {"data.pool_limit": 40, "selection.budget": 3, "pretrain.epochs": 1,
+    return get_preset("smoke", {"data.pool_limit": 60, "selection.budget": 3, "pretrain.epochs": 1,
                                 "scoring.subset_size": 16, "downstream.train": 12, "downstream.test": 6,
-                                "downstream.epochs": 1})
+                                "downstream.epochs": 1, "seeds": (0, 1, 2)})
+
+
+def test_seeds_vary_everything_but_the_selection_and_no_arm_sees_the_heldout_slice(tiny_grid, fakes, tmp_path):
+    p = tiny_grid
+    histories = pretrain_cells(p, "rna", progress=False)
+    root = tmp_path / "smoke" / "experiment" / "rna"
+    held = pd.read_csv(root / "heldout" / "heldout.csv")
+    assert len(held) >= 1 and json.loads((root / "heldout" / "manifest.json").read_text())["rule"] == held_mod.RULE
+    heldout = set(held["index"])
+    # the reference: once, at the preset's seed, on the pool less the held-out slice
+    ref = [c for c in fakes.pretrain if c["out"] == root / "full_pool"]
+    assert len(ref) == 1 and ref[0]["seed"] == p.seed and set(ref[0]["indices"]) == set(range(60)) - heldout
+    # one scoring run per seed and variant (its D_sub and masks), all from the reference model
+    assert sorted((c["seed"], c["finetune"]) for c in fakes.scoring) == [(s, f) for s in (0, 1, 2) for f in (False, True)]
+    assert {c["checkpoint"] for c in fakes.scoring} == {str(root / "full_pool" / "model.pt")}
+    assert {c["out"].name for c in fakes.scoring} == {f"seed{s}_{v}" for s in (0, 1, 2) for v in ("ft", "noft")}
+    assert all(c["exclude"] == heldout for c in fakes.scoring)   # D_sub never draws a held-out sequence
+    # every pruned cell at every seed pretrained with that seed, never on a held-out sequence
+    cells = [c for c in fakes.pretrain if c["out"].parent != root]
+    assert sorted((c["out"].parent.name, c["seed"]) for c in cells) == sorted(
+        (slug(c.name), s) for c in CELLS if c.multiple > 0 for s in (0, 1, 2))
+    assert all(c["out"].name == f"seed{c['seed']}" and not set(c["indices"]) & heldout for c in cells)
+    draws = [tuple(np.load(root / "random" / f"seed{s}" / "coreset" / "indices.npy")) for s in (0, 1, 2)]
+    assert len(set(draws)) == 3                                         # the random draw follows the seed
+    assert len(np.load(root / "random_10x" / "seed1" / "coreset" / "indices.npy")) == 30
+    # the notebooks' view: each cell's history at the preset's seed
+    assert sorted(histories) == sorted(c.name for c in CELLS if c.multiple != 0)
+    assert experiment.pretraining_histories(p, "rna")["seed"].nunique() == 4    # seeds 0-2 and the reference (-1)
+
+    grid = evaluate_cells(p, "rna", progress=False)
+    for cell in CELLS:
+        for s in (0, 1, 2):
+            assert all((root / slug(cell.name) / f"seed{s}" / f).exists() for f in ("metrics.csv", "items.csv", "heldout.csv"))
+    assert sorted(fakes.evaluations) == sorted([0, 1, 2] * len(CELLS))
+    assert set(fakes.heldout_calls) == {held_mod.HELDOUT_MASK_SEED}                # the same masks for every arm and seed
+    assert set(grid.heldout["item"]) == set(held["id"].astype(str))
+    assert set(grid.baselines["row"]) == {"Composition"} and grid.seeds == (0, 1, 2)
+    assert grid.entropy["all"] == pytest.approx(json.loads((root / "heldout" / "manifest.json").read_text())["entropy"]["all"])
+
+    # resumable: nothing is redone, nothing rewritten, the same grid comes back
+    stamps = {f: f.stat().st_mtime_ns for f in root.rglob("*") if f.is_file()}
+    n_pre, n_score, n_eval = len(fakes.pretrain), len(fakes.scoring), len(fakes.evaluations)
+    pretrain_cells(p, "rna", progress=False)
+    again = evaluate_cells(p, "rna", progress=False)
+    assert (len(fakes.pretrain), len(fakes.scoring), len(fakes.evaluations)) == (n_pre, n_score, n_eval)
+    assert {f: f.stat().st_mtime_ns for f in root.rglob("*") if f.is_file()} == stamps
+    pd.testing.assert_frame_equal(grid.items, again.items)
+    pd.testing.assert_frame_equal(verdicts(grid), verdicts(again))
+    (root / "cci" / "seed1" / "items.csv").unlink()                     # recomputed from scratch: identical
+    pd.testing.assert_frame_equal(grid.items, evaluate_cells(p, "rna", progress=False).items)
+    s = summarize(grid)
+    assert set(s.loc[s["primary"], "method"]) == {"Composition", *[c.name for c in CELLS]}
+
+
+def test_experiment_cli_writes_tables_and_says_why_there_are_no_verdicts(tiny_grid, fakes, cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("CORELIB_FIGURES", str(tmp_path / "figures"))
+    status, out, err = cli("experiment", "--preset", "smoke", "--modality", "rna", "--quiet", "--limit", "60",
+                           "--selection-budget", "3", "--pretrain-epochs", "1", "--subset-size", "16")
+    assert status == 0, err
+    names = sorted(p.name for p in (tmp_path / "figures").iterdir())
+    assert names == ["05_smoke_rna_heldout.csv", "05_smoke_rna_heldout.md", "05_smoke_rna_table.csv",
+                     "05_smoke_rna_table.md", "05_smoke_rna_verdicts.csv", "05_smoke_rna_verdicts.md"]
+    # one seed (smoke), or the fake held-out loss (2.5 nats) above the residues' entropy: no verdicts, and why
+    assert "rna: no verdicts: " in out
+    assert "no verdicts: " in (tmp_path / "figures" / "05_smoke_rna_verdicts.md").read_text()
+
+
+def test_simulate_null_prints_the_rates(cli):
+    status, out, err = cli("experiment", "--simulate-null", "20", "--preset", "smoke", "--modality", "protein")
+    assert status == 0, err
+    assert "false-supported rate: " in out and "power at a 1-SD effect: " in out and "SD = " in out
+    assert "Bin 80" in out
+    status, _, err = cli("experiment", "--simulate-null", "0", "--modality", "rna")
+    assert status == 2 and err.count("\n") == 1
 
 
 @pytest.mark.slow
-def test_grid_runs_resumes_without_redoing_work_and_gives_the_same_metrics(tiny_grid, tmp_path):
-    p = tiny_grid
-    for modality in ("rna", "protein"):
-        histories = pretrain_cells(p, modality, progress=False)
-        assert sorted(histories) == sorted(c.name for c in CELLS if c.multiple != 0)
-        first = evaluate_cells(p, modality, progress=False)
-        root = tmp_path / "smoke" / "experiment" / modality
-        stamps = {f: f.stat().st_mtime_ns for f in root.rglob("*") if f.is_file()}
-        pretrain_cells(p, modality, progress=False)
-        again = evaluate_cells(p, modality, progress=False)
-        assert {f: f.stat().st_mtime_ns for f in root.rglob("*") if f.is_file()} == stamps
-        pd.testing.assert_frame_equal(first, again)
-        (root / "cci" / "metrics_seed0.csv").unlink()                      # recomputed from scratch: identical
-        pd.testing.assert_frame_equal(first, evaluate_cells(p, modality, progress=False))
-        idx = np.load(root / "random_10x" / "coreset" / "indices.npy")
-        assert len(idx) == 30 and len(set(idx)) == 30
+def test_the_real_grid_runs_resumes_and_gives_the_same_files(tiny_grid, tmp_path, monkeypatch):
+    # real tiny models for reference, scoring and pretraining; the evaluation is faked
+    f = Fakes()
+    monkeypatch.setattr(experiment, "_evaluation", f.evaluation)
+    p = tiny_grid.override(seeds=(0, 1))
+    pretrain_cells(p, "rna", progress=False)
+    first = evaluate_cells(p, "rna", progress=False)
+    root = tmp_path / "smoke" / "experiment" / "rna"
+    stamps = {x: x.stat().st_mtime_ns for x in root.rglob("*") if x.is_file()}
+    pretrain_cells(p, "rna", progress=False)
+    again = evaluate_cells(p, "rna", progress=False)
+    assert {x: x.stat().st_mtime_ns for x in root.rglob("*") if x.is_file()} == stamps
+    pd.testing.assert_frame_equal(first.metrics, again.metrics)
+    heldout = set(pd.read_csv(root / "heldout" / "heldout.csv")["index"])
+    for s in (0, 1):
+        for cell in ("random", "random_10x", "top_i_wo_ft", "cci_wo_ft", "top_i", "cci"):
+            idx = np.load(root / cell / f"seed{s}" / "coreset" / "indices.npy")
+            assert not set(idx) & heldout and len(set(idx)) == len(idx)
+        meta = json.loads((root / "scores" / f"seed{s}_ft" / "scores.json").read_text())
+        assert meta["seed"] == s
+    assert len(np.load(root / "random_10x" / "seed0" / "coreset" / "indices.npy")) == 30
 
 
 def test_experiment_cli_bad_preset_is_one_line_exit_2(cli):
@@ -102,12 +232,14 @@ def test_a_given_reference_checkpoint_scores_the_pool_and_is_the_full_pool_row(t
     from corelib.models import build_model, save_checkpoint
 
     ref = save_checkpoint(build_model("rna", "tiny", seed=11), tmp_path / "released.pt")
-    histories = pretrain_cells(tiny_grid, "rna", progress=False, reference=ref)
+    p = tiny_grid.override(seeds=(0,))
+    histories = pretrain_cells(p, "rna", progress=False, reference=ref)
+    root = tmp_path / "smoke" / "experiment" / "rna"
     assert "Full pool" not in histories and not (tmp_path / "smoke" / "reference").exists()
-    full = experiment.cell_model(CELLS[-1], tiny_grid, "rna", reference=ref)
+    assert not (root / "full_pool" / "model.pt").exists()
+    full = experiment.cell_model(CELLS[-1], p, "rna", reference=ref)
     assert all(torch.equal(a, b) for a, b in zip(full.parameters(), build_model("rna", "tiny", seed=11).parameters()))
-    import json
-    meta = json.loads((tmp_path / "smoke" / "scores" / "rna_ft" / "scores.json").read_text())
+    meta = json.loads((root / "scores" / "seed0_ft" / "scores.json").read_text())
     assert str(ref) in json.dumps(meta)
 
 

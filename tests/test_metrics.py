@@ -53,3 +53,12 @@ def test_contact_precision_by_hand():
     out = metrics.contact_precision(contacts, scores, fractions=(0.1, 0.05))
     assert out["L/10"] == pytest.approx(50.0)                # top 4: 2 true
     assert out["L/20"] == pytest.approx(50.0)                # top 2: 1 true
+
+
+def test_per_item_auc_and_spearman_by_hand():
+    from corelib.evaluation import auc_items, spearman_items
+
+    # positives 0.35 (one negative below) and 0.8 (two below): AUC = 3 / (2 x 2); item i: 100 n c_i / (P N)
+    assert auc_items([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]).tolist() == [0.0, 0.0, 100.0, 200.0]
+    # ranks (1, 2, 3) vs (1, 3, 2): z = (-1.2247, 0, 1.2247) and (-1.2247, 1.2247, 0); rho = 1.5 / 3 = 0.5
+    assert spearman_items([1, 2, 3], [10, 30, 20]) == pytest.approx([150.0, 0.0, 0.0])

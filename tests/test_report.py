@@ -100,23 +100,39 @@ def test_data_sizes_are_written_as_in_the_paper():
         ["0", "24", "4.73k", "200k", "23M", "2.78B"]
 
 
-def test_experiment_tables_mark_best_and_second_with_lower_is_better(root):
-    from corelib.experiment import summarize, verdicts
+def test_experiment_tables_show_mean_interval_gates_verdicts_and_the_heldout_loss(root):
+    from corelib.experiment import NoiseModel, Shape, summarize, synthetic_grid, verdicts
     from corelib.report import save_experiment_tables
 
-    long = pd.DataFrame([{"cell": c, "data_size": n, "task": "Aff", "metric": m, "seed": s, "value": v + s}
-                         for c, n, base in [("Raw", 0, 9), ("Random", 24, 5), ("Random 10x", 240, 3), ("CCI", 24, 4),
-                                            ("Full pool", 256, 1)]
-                         for m, v in [("MAE", base), ("ACC", 10 * base)] for s in (0, 1)])
-    summary = summarize(long)
+    grid = synthetic_grid(Shape(3, {"Aff": 30, "Bin": 20}, 12), seed=1, effect=3.0)
+    grid.cache.clear()
+    summary = summarize(grid)
     paths = save_experiment_tables(summary, verdicts(summary), "smoke", "protein")
     assert [p.name for p in paths] == ["05_smoke_protein_table.csv", "05_smoke_protein_table.md",
-                                       "05_smoke_protein_table.tex", "05_smoke_protein_verdicts.csv",
-                                       "05_smoke_protein_verdicts.md"]
-    md = paths[1].read_text()
-    assert "Aff MAE ↓" in md
-    row = {line.split("|")[1].strip() + line.split("|")[2].strip(): line for line in md.splitlines()[2:]}
-    assert "**3.50 ± 0.71**" in row["Random240"] and "<u>4.50 ± 0.71</u>" in row["CCI24"]   # lower is better
-    assert "**50.50 ± 0.71**" in row["Random24"] and "<u>40.50 ± 0.71</u>" in row["CCI24"]  # higher is better
-    assert "**" not in row["Full pool256"] and "**" not in row["Raw0"]                    # references are not ranked
-    assert "\\textbf{3.50 $\\pm$ 0.71}" in paths[2].read_text()
+                                       "05_smoke_protein_verdicts.csv", "05_smoke_protein_verdicts.md",
+                                       "05_smoke_protein_heldout.csv", "05_smoke_protein_heldout.md"]
+    md = paths[1].read_text().splitlines()
+    header = [c.strip() for c in md[0].split("|")[1:-1]]
+    assert header == ["method", "kind", "data_size", "Aff primary", "Bin primary", "held-out MLM loss ↓"]
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[1:-1]] for line in md[2:]}
+    assert list(rows) == ["Baseline", "Raw", "Random", "Random 10x", "Top I (w/o ft)", "CCI (w/o ft)", "Top I", "CCI",
+                          "Full pool", "gate"]
+    assert rows["gate"][3:] == ["informative", "informative", "the Random arm learned"]
+    # mean [lo, hi] with 4 significant digits, as save_table rounds
+    numbers = pd.read_csv(paths[0])
+    top = numbers[numbers["method"] == "Top I"].iloc[0]
+    assert rows["Top I"][3] == f"{top['Aff primary']:.4g} [{top['Aff primary lo']:.4g}, {top['Aff primary hi']:.4g}]"
+    s = summary[(summary["method"] == "Top I") & (summary["task"] == "Aff")].iloc[0]
+    assert top["Aff primary"] == float(f"{s['value']:.4g}") and top["Aff primary lo"] < top["Aff primary"]
+    verdict = pd.read_csv(paths[2])
+    assert list(verdict.columns) == ["claim", "method", "baseline", "task", "metric", "advantage", "lo", "hi", "level",
+                                     "p", "p_holm", "verdict"]
+    assert set(verdict["verdict"]) <= {"supported", "inconclusive", "contradicted"}
+    held = pd.read_csv(paths[4])
+    assert set(held["family"]) == {"all", "simulated"}
+    assert held["gap"].to_numpy() == pytest.approx((held["loss"] - held["entropy"]).to_numpy(), rel=1e-3)
+    # a probe that Full pool does not beat is marked, and the claims leave it out
+    flat = synthetic_grid(Shape(3, {"Aff": 30}, 12), NoiseModel(reference=0.0), seed=2)
+    paths = save_experiment_tables(summarize(flat), verdicts(flat), "smoke", "rna")
+    assert "probe not informative at this scale" in paths[1].read_text()
+    assert "not tested: probe not informative at this scale" in paths[3].read_text()

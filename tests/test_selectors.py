@@ -109,3 +109,14 @@ def test_select_cli_with_a_token_budget_and_a_length_match(cli, tmp_path):
                            "--out", tmp_path / "l")
     assert status == 0, err
     assert json.loads((tmp_path / "l" / "manifest.json").read_text())["budget"] == man["budget"]
+
+
+def test_selector_profile_by_hand():
+    from corelib.selection import selector_profile
+
+    pool = pd.DataFrame({"score": np.arange(20, dtype=float), "length": np.arange(20) + 1,
+                         "source": ["a"] * 10 + ["b"] * 10})
+    prof = selector_profile(pool, {"top": np.arange(18, 20)}).set_index("selector")
+    assert prof.loc["top", "size"] == 2 and prof.loc["top", "residues"] == 19 + 20
+    assert prof.loc["top", "mean_score_decile"] == 10 and prof.loc["top", "share b"] == 1.0
+    assert prof.loc["pool", "mean_score_decile"] == 5.5 and prof.loc["pool", "share a"] == 0.5

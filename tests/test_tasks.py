@@ -128,3 +128,14 @@ def test_pair_head_learns_hairpin_stems_from_residue_identity():
         top = np.argsort(-np.where(lab >= 0, out, -np.inf), axis=None)[:n_true]
         hits.append((lab.ravel()[top] > 0).mean())
     assert np.mean(hits) > 0.8
+
+
+def test_appendix_b_heads_stay_available_as_a_secondary_protocol():
+    from corelib.config import get_preset
+    from corelib.evaluation import HEADS, evaluate_encoder
+
+    preset = get_preset("smoke", {"downstream.epochs": 1, "downstream.train": 40, "downstream.test": 20})
+    ev = evaluate_encoder(build_model("rna", "tiny"), "rna", preset, seed=0, tasks={"TypeCls"}, protocol="heads")
+    assert set(ev.metrics["protocol"]) == {HEADS}
+    assert ev.primary_metrics()[["task", "metric"]].values.tolist() == [["TypeCls", "ACC"]]
+    assert ev.item_metrics()["TypeCls"] == pytest.approx(ev.primary_metrics()["value"].item())

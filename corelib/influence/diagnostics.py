@@ -123,19 +123,19 @@ def diagnose(folder, other=None, budget=None, sample: int = 512, device="cpu") -
                      f"budget {budget}; uniform = {budget / len(scores):.3f}"))
     if sample and Path(folder, "fisher.pt").exists() and not meta.get("compat"):
         m = damping_agreement(folder, sample, device)
-        for other_name in m.columns[:-1]:
+        for other_name in m.columns[:-2]:   # each other damping against 'auto' (the last two: auto, identity)
             rows.append((f"Spearman(damping {other_name}, auto)", m.loc[other_name, "0.1 x mean (auto)"],
                          f"first {min(sample, len(scores))} sequences, recomputed"))
         rows.append(("Spearman(identity curvature, auto)", m.loc["identity", "0.1 x mean (auto)"],
                      "plain squared gradient norm vs Eq. 11"))
     if other is not None:
         b, _ = read_scores(other)
-        both = scores.merge(b[["index", "score"]], on="index", suffixes=("", "_other"))
-        rows.append(("Spearman(this, other)", float(spearmanr(both["score"], both["score_other"]).statistic),
+        both = scores.merge(b[["index", "score"]].rename(columns={"score": "compared_score"}), on="index")
+        rows.append(("Spearman(this, other)", float(spearmanr(both["score"], both["compared_score"]).statistic),
                      f"other = {Path(other).name}"))
         rows.append((f"Jaccard of Top-{budget} (this, other)",
                      jaccard(select_indices("topk", both, budget),
-                             select_indices("topk", both.assign(score=both["score_other"]), budget)), ""))
+                             select_indices("topk", both.assign(score=both["compared_score"]), budget)), ""))
     return pd.DataFrame(rows, columns=["quantity", "value", "note"])
 
 

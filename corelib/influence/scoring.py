@@ -14,6 +14,7 @@ are all-reduced in float64, so the result equals a one-process run.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,12 +91,14 @@ class ScoringRun:
 def run_scoring(fasta, modality: str, out_dir, preset: Preset, *, model: str | None = None, checkpoint=None,
                 scope: str | None = None, finetune: bool = True, compat: str | None = None,
                 batch_size: int | None = None, damping=None, shard_size: int | None = None, device=None,
-                skip_nonfinite: bool = False, progress: bool = True) -> Path:
+                skip_nonfinite: bool = False, progress: bool = True, exclude=None) -> Path:
     """Score every sequence of `fasta` by self-influence (Eq. 11); returns the path of scores.parquet.
-    Scope, batch size, damping and shard size default to `preset.scoring`."""
+    Scope, batch size, damping and shard size default to `preset.scoring`; `exclude`: pool indices D_sub
+    never draws (a held-out set that nothing may train on)."""
     run = prepare_run(fasta, modality, out_dir, preset, model=model, checkpoint=checkpoint, scope=scope,
                       finetune=finetune, compat=compat, batch_size=batch_size, damping=damping,
-                      shard_size=shard_size, device=device, skip_nonfinite=skip_nonfinite, progress=progress)
+                      shard_size=shard_size, device=device, skip_nonfinite=skip_nonfinite, progress=progress,
+                      exclude=exclude)
     if run.finetune:
         finetune_on_subset(run)
     fisher, m_count = estimate_fisher(run)
@@ -130,12 +133,15 @@ def resolve_settings(fasta: Path, modality: str, preset: Preset, *, model, check
 
 def prepare_run(fasta, modality: str, out_dir, preset: Preset, *, model=None, checkpoint=None, scope=None,
                 finetune: bool = True, compat=None, batch_size=None, damping=None, shard_size=None, device=None,
-                skip_nonfinite: bool = False, progress: bool = True) -> ScoringRun:
+                skip_nonfinite: bool = False, progress: bool = True, exclude=None) -> ScoringRun:
     """Check the run folder, load the model and draw D_sub, the Fisher subset of Eq. 9 (Sec. 3.2)."""
     fasta, out_dir = Path(fasta).resolve(), Path(out_dir)
     settings = resolve_settings(fasta, modality, preset, model=model, checkpoint=checkpoint, scope=scope,
                                 finetune=finetune, compat=compat, batch_size=batch_size, damping=damping,
                                 shard_size=shard_size)
+    if exclude is not None and len(exclude):   # a rerun with another exclusion is refused, like any setting
+        ex = np.unique(np.asarray(exclude, dtype=np.int64))
+        settings.update({"excluded": int(ex.size), "excluded_sha256": hashlib.sha256(ex.tobytes()).hexdigest()})
     rank, world, device = dist_context(device)
     settings["world_size"] = world
     _check_run(out_dir, settings, rank, world)
@@ -149,7 +155,11 @@ def prepare_run(fasta, modality: str, out_dir, preset: Preset, *, model=None, ch
         scope_params(run.net, run.scope)  # a bad scope fails before any work
     run.net.to(device)
     rng = np.random.default_rng(preset.seed)
-    run.sub_idx = np.sort(rng.choice(run.n, size=min(preset.scoring.subset_size, run.n), replace=False))
+    if exclude is None or len(exclude) == 0:
+        run.sub_idx = np.sort(rng.choice(run.n, size=min(preset.scoring.subset_size, run.n), replace=False))
+    else:   # D_sub from the pool minus the excluded indices (recorded in run.json)
+        allowed = np.setdiff1d(np.arange(run.n), np.asarray(exclude, dtype=np.int64))
+        run.sub_idx = np.sort(rng.choice(allowed, size=min(preset.scoring.subset_size, allowed.size), replace=False))
     if compat is None:
         run.sub_tokens = run.store.gather(run.sub_idx, preset.data.max_tokens)
     return run

@@ -107,8 +107,9 @@ def results_markdown(figures: Path | None = None) -> str:
         pretraining = f"04_{preset}_pretraining.md"
         if pretraining in names:
             parts.append("### Pretraining of each cell\n")
-            parts.append("Loss per masked token at the end, and how far below the entropy of the residue "
-                         "frequencies it ends (`below_unigram`: what a model learned beyond residue counts).\n")
+            parts.append("Loss per masked token at the end, and its gap to the entropy of the residue "
+                         "frequencies (`loss_minus_entropy`; negative: learned beyond residue counts; older tables "
+                         "say `below_unigram` = entropy - loss).\n")
             parts.append(_table(figures, pretraining, used))
     paper = sorted((m for m in map(PAPER_TABLE.match, names) if m), key=lambda m: m["label"])
     if paper:

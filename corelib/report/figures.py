@@ -173,14 +173,14 @@ def plot_coreset_distributions(joined: pd.DataFrame, coresets: dict, label: str 
     return fig
 
 
-def plot_overlap(matrix: pd.DataFrame):
-    """Heatmap of pairwise Jaccard overlap between coresets."""
+def plot_overlap(matrix: pd.DataFrame, title: str = "Jaccard overlap between coresets", vmin: float = 0):
+    """Heatmap of a pairwise matrix: Jaccard overlap between coresets, or rank correlations (vmin=-1)."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
     fig, ax = plt.subplots(figsize=(1.1 * len(matrix) + 2, 0.9 * len(matrix) + 1.5))
-    sns.heatmap(matrix, annot=True, fmt=".2f", cmap="viridis", vmin=0, vmax=1, ax=ax)
-    ax.set_title("Jaccard overlap between coresets")
+    sns.heatmap(matrix, annot=True, fmt=".2f", cmap="viridis" if vmin == 0 else "vlag", vmin=vmin, vmax=1, ax=ax)
+    ax.set_title(title)
     fig.tight_layout()
     return fig
 
@@ -239,35 +239,36 @@ def plot_loss_panels(histories: dict, baselines: dict | None = None):
 
 
 def plot_downstream(summary: pd.DataFrame, title: str = "", columns: int = 4):
-    """One panel per task and metric, `columns` panels a row: the mean over seeds of every cell, with the
+    """One panel per task and metric (only each task's primary metric and the held-out MLM loss when the
+    summary marks them, as the tables do), `columns` panels a row: the mean over seeds of every row, with the
     standard deviation over seeds as error bars (none with a single seed, and the title says so)."""
     import matplotlib.pyplot as plt
     import numpy as np
 
+    if "primary" in summary.columns:
+        summary = summary[summary["primary"].astype(bool)]
     key = summary["task"] + " " + summary["metric"]
     cols, cells = list(dict.fromkeys(key)), list(dict.fromkeys(summary["method"]))
-    rows = -(-len(cols) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(10, 2.3 * rows + 0.8), squeeze=False, layout="constrained")
-    colours = plt.cm.tab10(np.arange(len(cells)))
+    rows = -(-(len(cols) + 1) // columns)   # one slot more for the legend
+    fig, axes = plt.subplots(rows, columns, figsize=(10, 2.4 * rows + 0.6), squeeze=False, layout="constrained")
+    colours = plt.cm.tab10(np.arange(len(cells)) % 10)
     for ax, col in zip(axes.flat, cols):
-        sub = summary[key == col].set_index("method").reindex(cells)
-        lower, metric = bool(sub["lower_is_better"].iloc[0]), sub["metric"].iloc[0]
+        part = summary[key == col]
+        task, metric, lower = part["task"].iat[0], part["metric"].iat[0], bool(part["lower_is_better"].iat[0])
+        sub = part.set_index("method").reindex(cells)
         err = sub["std"].to_numpy(dtype=float)
         ax.bar(range(len(cells)), sub["value"], yerr=np.nan_to_num(err) if np.isfinite(err).any() else None,
                capsize=3, color=colours)
         ax.set_xticks([])
         ax.set_title(col + (" (lower is better)" if lower else ""), fontsize=9)
-        ylabel = metric if lower else f"top-{metric} precision (%)" if col.startswith("Contact") else f"{metric} (%)"
+        ylabel = ("nats per masked token" if task.startswith("held-out") else metric if lower
+                  else f"top-{metric} precision (%)" if task.startswith("Contact") else f"{metric} (%)")
         ax.set_ylabel(ylabel, fontsize=9)
         ax.tick_params(labelsize=8)
-    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colours]
-    spare = list(axes.flat[len(cols):])
-    for ax in spare:
+    for ax in axes.flat[len(cols):]:
         ax.axis("off")
-    if spare:
-        spare[0].legend(handles, cells, loc="center", fontsize=8, title="pretraining cell")
-    else:
-        fig.legend(handles, cells, loc="outside lower center", ncol=4, fontsize=8)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colours]
+    axes.flat[len(cols)].legend(handles, cells, loc="center", fontsize=8, title="row of the table")
     seeds = int(summary["seeds"].max())
     spread = f"mean ± std over {seeds} seeds" if seeds > 1 else "1 seed, so no spread to draw"
     fig.suptitle(f"{title}: {spread}" if title else spread)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from corelib.report.output import output_path, save_table
+from corelib.report.output import output_path, rounded, save_table
 
 
 def paper_results(table: str | None = None) -> pd.DataFrame:
@@ -89,10 +89,63 @@ def experiment_long(summary: pd.DataFrame) -> pd.DataFrame:
     return out[["method", "data_size", "task", "metric", "lower_is_better", "value", "std"]]
 
 
+def _fmt(x) -> str:
+    return "" if pd.isna(x) else f"{x:.4g}"
+
+
+def experiment_table(summary: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Our Table 1-3 analogue from a grid summary: one row per baseline row, Raw, cell and Full pool, one column
+    per task's primary metric and the held-out MLM loss (mean over seeds and its 95% interval over items and
+    seeds), and each column's gate (the text's last row). Returns (numbers: mean / lo / hi / gate columns, text)."""
+    main = summary[summary["primary"].astype(bool)].copy()
+    main["column"] = main["task"] + " " + main["metric"] + main["lower_is_better"].map({True: " ↓", False: ""})
+    keys = ["method", "kind", "data_size"]
+    order = main[keys].drop_duplicates().reset_index(drop=True)
+    cols = list(dict.fromkeys(main["column"]))
+    numbers = order.copy()
+    text = order.assign(data_size=[size_label(n) for n in order["data_size"]])
+    for col in cols:
+        part = order.merge(main[main["column"] == col][[*keys, "value", "lo", "hi"]], on=keys, how="left")
+        numbers[col], numbers[f"{col} lo"], numbers[f"{col} hi"] = part["value"], part["lo"], part["hi"]
+    numbers = rounded(numbers)
+    for col in cols:
+        text[col] = [f"{_fmt(v)} [{_fmt(a)}, {_fmt(b)}]" if not pd.isna(v) else ""
+                     for v, a, b in zip(numbers[col], numbers[f"{col} lo"], numbers[f"{col} hi"])]
+    gate = {"method": "gate", "kind": "", "data_size": ""}
+    for col in cols:
+        marks = [g for g in main.loc[main["column"] == col, "gate"] if isinstance(g, str) and g]
+        gate[col] = marks[0] if marks else ""
+        numbers[f"{col} gate"] = gate[col]
+    text = pd.concat([text, pd.DataFrame([gate])], ignore_index=True)
+    return numbers, text
+
+
+def heldout_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """The intrinsic metric per cell and source family: held-out MLM loss (mean over seeds, 95% interval), the
+    unigram entropy of the family's held-out residues, and the gap loss - entropy (negative: learned context)."""
+    held = summary[(summary["section"] == "heldout") & summary["metric"].str.startswith("loss")]
+    out = held[["method", "kind", "family", "items", "seeds", "value", "lo", "hi", "entropy"]].rename(
+        columns={"value": "loss"})
+    out = out.assign(gap=out["loss"] - out["entropy"])
+    return out.reset_index(drop=True)
+
+
 def save_experiment_tables(summary: pd.DataFrame, verdicts: pd.DataFrame, preset: str, modality: str) -> list[Path]:
-    """Our Table 1-3 analogue (figures/05_<preset>_<modality>_table.csv/.md/.tex, mean ± std over seeds,
-    bold best / underlined second among the pruned rows) and the C1-C3 verdicts (.csv/.md)."""
-    long = experiment_long(summary)
-    paths = list(save_paper_table(long, f"05_{preset}_{modality}_table", references=("Full pool", "Raw")))
-    paths += list(save_table(verdicts, f"05_{preset}_{modality}_verdicts", floatfmt=".3g"))
+    """Write the grid's tables (CSV + Markdown, floats rounded as `save_table` does): figures/05_<preset>_
+    <modality>_table (every row's primary metrics, mean [95% interval], and each task's gate), _verdicts (per
+    claim, method and comparison: advantage, Holm-adjusted interval, p-values, verdict) and _heldout (the
+    held-out MLM loss per source family and its gap to the unigram entropy)."""
+    numbers, text = experiment_table(summary)
+    name = f"05_{preset}_{modality}_table"
+    csv, md = output_path(name, ".csv"), output_path(name, ".md")
+    numbers.to_csv(csv, index=False)
+    md.write_text(text.to_markdown(index=False) + "\n")
+    paths = [csv, md]
+    shown = verdicts.drop(columns=[c for c in ("statement", "seeds") if c in verdicts.columns])
+    vcsv, vmd = save_table(shown, f"05_{preset}_{modality}_verdicts")
+    if verdicts.attrs.get("note"):   # why there are no verdicts, under the table
+        vmd.write_text(vmd.read_text() + f"\n{verdicts.attrs['note']}\n")
+    paths += [vcsv, vmd]
+    if "section" in summary.columns and (summary["section"] == "heldout").any():
+        paths += list(save_table(heldout_table(summary), f"05_{preset}_{modality}_heldout"))
     return paths

@@ -8,6 +8,7 @@ from corelib.selection.diagnostics import (
     distribution_shift,
     jaccard,
     overlap_matrix,
+    selector_profile,
     strata_table,
 )
 from corelib.selection.files import (
@@ -36,5 +37,5 @@ from corelib.selection.methods import (
 )
 from corelib.selection.registry import METHODS, REGISTRY, Method, get_method, score_sign, select_coreset, select_indices
 
-__all__ = ['as_scores', 'resolve_budget', 'random', 'top_k', 'bottom_k', 'stratum_of', 'after_cutoff', 'cci', 'cci_official', 'loss_band', 'length_stratified', 'cluster_capped', 'strata_table', 'jaccard', 'overlap_matrix', 'clumping', 'composition', 'distribution_shift', 'coreset_diagnostics', 'SCORE_COLUMNS', 'write_scores', 'score_file', 'read_scores', 'write_coreset', 'read_coreset', 'METHODS', 'select_indices', 'length_matched', 'within_tokens', 'REGISTRY', 'Method', 'get_method',
+__all__ = ['selector_profile', 'as_scores', 'resolve_budget', 'random', 'top_k', 'bottom_k', 'stratum_of', 'after_cutoff', 'cci', 'cci_official', 'loss_band', 'length_stratified', 'cluster_capped', 'strata_table', 'jaccard', 'overlap_matrix', 'clumping', 'composition', 'distribution_shift', 'coreset_diagnostics', 'SCORE_COLUMNS', 'write_scores', 'score_file', 'read_scores', 'write_coreset', 'read_coreset', 'METHODS', 'select_indices', 'length_matched', 'within_tokens', 'REGISTRY', 'Method', 'get_method',
            'score_sign', 'select_coreset']

@@ -82,3 +82,18 @@ def coreset_diagnostics(scores, coresets: dict, lengths, gc=None, labels=None) -
             row["labels_covered"] = int(pd.Series(np.asarray(labels)[picked]).nunique())
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def selector_profile(pool: pd.DataFrame, coresets: dict) -> pd.DataFrame:
+    """What each selector picks (notebook 03 §3b): size, residues, median length, mean score decile (1 = lowest
+    tenth of the pool's scores, 10 = highest) and the share of each source family, with the pool as a row."""
+    decile = pd.qcut(pool["score"].rank(method="first"), 10, labels=False).to_numpy() + 1
+    sources = sorted(pool["source"].unique()) if "source" in pool.columns else []
+    rows = []
+    for name, picked in {"pool": np.arange(len(pool)), **coresets}.items():
+        part = pool.iloc[np.asarray(picked)]
+        row = {"selector": name, "size": len(part), "residues": int(part["length"].sum()),
+               "median_length": float(part["length"].median()), "mean_score_decile": float(decile[picked].mean())}
+        row.update({f"share {s}": float((part["source"] == s).mean()) for s in sources})
+        rows.append(row)
+    return pd.DataFrame(rows)
