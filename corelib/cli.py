@@ -212,17 +212,13 @@ def _preset_flags(p, sections: list[str], skip=()) -> None:
         _config_flags(p.add_argument_group(f"{section} (config section)"), section, skip)
 
 
-def _number(name: str, kind: type, **meta) -> Number:
-    return Number(name, kind, **meta)
-
-
 def _data_parser(sub) -> None:
     d = sub.add_parser("data", help="check, build and verify sequence pools")
     dsub = d.add_subparsers(dest="data_verb", required=True, parser_class=_Parser)
     c = dsub.add_parser("check", help="validate a FASTA file; print counts and a length summary")
     c.add_argument("file")
     c.add_argument("--modality", required=True, choices=MODALITIES)
-    c.add_argument("--max-tokens", type=_number("--max-tokens", int, low=3), default=1024,
+    c.add_argument("--max-tokens", type=Number("--max-tokens", int, low=3), default=1024,
                    help="crop limit incl. <cls>/<eos> (default 1024)")
     b = dsub.add_parser("build", help="rebuild data sets from Debian packages (default: the labelled sets, then both pools)")
     b.add_argument("names", nargs="*", help="rna_demo, protein_demo, rna_typecls, rna_ss, protein_loc, protein_struct")
@@ -231,7 +227,7 @@ def _data_parser(sub) -> None:
     dsub.add_parser("verify", help="check the committed demo files against their manifests' sha256")
     lk = dsub.add_parser("leakage", help="labelled test sequences found in the pools: exact and MMseqs2 near duplicates")
     lk.add_argument("names", nargs="*", help="rna_typecls, rna_ss, protein_loc, protein_struct (default: all)")
-    lk.add_argument("--min-seq-id", type=_number("--min-seq-id", float, low=0, high=1, low_open=True), default=0.9,
+    lk.add_argument("--min-seq-id", type=Number("--min-seq-id", float, low=0, high=1, low_open=True), default=0.9,
                     help="MMseqs2 identity for a near duplicate")
     d.set_defaults(func=_data)
 
@@ -243,22 +239,22 @@ def _select_parser(sub) -> None:
     s.add_argument("--scores", required=True, help="DIR/scores.parquet (or DIR)")
     s.add_argument("--method", required=True, choices=list(METHODS))
     size = s.add_mutually_exclusive_group(required=True)
-    size.add_argument("--budget", type=_number("--budget", int, low=1), help="number of sequences to keep")
-    size.add_argument("--rate", type=_number("--rate", float, low=0, high=1, low_open=True, high_open=True),
+    size.add_argument("--budget", type=Number("--budget", int, low=1), help="number of sequences to keep")
+    size.add_argument("--rate", type=Number("--rate", float, low=0, high=1, low_open=True, high_open=True),
                       help="pruning rate alpha in (0, 1): keep floor(n * (1 - alpha))")
-    size.add_argument("--budget-tokens", type=_number("--budget-tokens", int, low=1),
+    size.add_argument("--budget-tokens", type=Number("--budget-tokens", int, low=1),
                       help="keep as many sequences as fit in this many residues (met within one sequence)")
     size.add_argument("--like", default=None, help="length-matched: the coreset folder whose length histogram "
                       "to match")
     s.add_argument("--out", required=True, help="coreset folder to write")
     s.add_argument("--fasta", default=None, help="pool FASTA (default: the one named in scores.json)")
     s.add_argument("--modality", choices=MODALITIES, default=None)
-    s.add_argument("--seed", type=_number("--seed", int, low=0), default=None, help="default 0 (42 for cci-official)")
-    s.add_argument("--hard-cutoff", type=_number("--hard-cutoff", float, low=0, high=1, high_open=True), default=None,
+    s.add_argument("--seed", type=Number("--seed", int, low=0), default=None, help="default 0 (42 for cci-official)")
+    s.add_argument("--hard-cutoff", type=Number("--hard-cutoff", float, low=0, high=1, high_open=True), default=None,
                    help="beta; default 0.05 (0.1 for cci-official)")
-    s.add_argument("--strata", type=_number("--strata", int, low=1), default=50, help="k (default 50)")
-    s.add_argument("--cap", type=_number("--cap", int, low=1), default=1, help="cluster: picks per MMseqs2 cluster")
-    s.add_argument("--min-seq-id", type=_number("--min-seq-id", float, low=0, high=1, low_open=True), default=0.5,
+    s.add_argument("--strata", type=Number("--strata", int, low=1), default=50, help="k (default 50)")
+    s.add_argument("--cap", type=Number("--cap", int, low=1), default=1, help="cluster: picks per MMseqs2 cluster")
+    s.add_argument("--min-seq-id", type=Number("--min-seq-id", float, low=0, high=1, low_open=True), default=0.5,
                    help="cluster: MMseqs2 identity threshold")
     s.add_argument("--column", default="loss", help="band: the score-file column to band on")
     s.set_defaults(func=_select)
@@ -283,9 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "damping, fine-tune agreement (a table)")
     dg.add_argument("--scores", required=True, help="score folder (from `score`)")
     dg.add_argument("--other", default=None, help="a second score folder to compare with (e.g. the w/o ft one)")
-    dg.add_argument("--budget", type=_number("--budget", int, low=1), default=None,
+    dg.add_argument("--budget", type=Number("--budget", int, low=1), default=None,
                     help="coreset size for the length-decile pick rates (default: 10%% of the pool)")
-    dg.add_argument("--sample", type=_number("--sample", int, low=0), default=512,
+    dg.add_argument("--sample", type=Number("--sample", int, low=0), default=512,
                     help="sequences re-scored for the damping sweep (0: skip it)")
     dg.add_argument("--out", default=None, help="table path (default: DIR/diagnostics.csv)")
     dg.add_argument("--device", default=None, help="cpu, cuda (default: cpu)")
@@ -294,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     pt = sub.add_parser("pretrain", help="MLM pretraining from scratch on a pool or a coreset (A.3/A.4)")
     _stage(pt, "output folder: model.pt, history.csv, checkpoint.pt (resumable)", ["data", "pretrain"])
     pt.add_argument("--coreset", default=None, help="coreset folder from `select` (default: the whole pool)")
-    pt.add_argument("--save-every", type=_number("--save-every", int, low=0), default=200,
+    pt.add_argument("--save-every", type=Number("--save-every", int, low=0), default=200,
                     help="checkpoint every N steps (0: only at epoch ends)")
     pt.set_defaults(func=_pretrain)
 
@@ -304,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--rna-reference", default=None, help="checkpoint scoring the RNA pool and giving the Full pool "
                    "row (e.g. RNA-FM_pretrained.pth); default: pretrain one on the pool")
     e.add_argument("--protein-reference", default=None, help="the same for proteins (a fair-esm .pt or HF folder)")
-    e.add_argument("--simulate-null", type=_number("--simulate-null", int, low=1), default=None, metavar="N",
+    e.add_argument("--simulate-null", type=Number("--simulate-null", int, low=1), default=None, metavar="N",
                    help="run no grid: draw N simulated grids of the preset's shape with no true difference (and N "
                    "with a 1-SD effect) through the verdict code; print the false-supported rate and the power")
     _preset_flags(e, ["data", "finetune", "pretrain", "scoring", "selection", "downstream"])

@@ -119,6 +119,11 @@ def _write(fasta: Path, modality: str, tmp: Path, digest: str, progress: bool) -
     (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
 
 
+def pool_size(store: TokenStore, limit: int | None = None) -> int:
+    """Sequences of a stored pool that a run uses: all of them, or the first `limit` (`data.pool_limit`)."""
+    return len(store) if limit is None else min(limit, len(store))
+
+
 def token_store(fasta, modality: str, progress: bool = True) -> TokenStore:
     """The store of a pool (Section 4 pools), built on first use from one streamed parse of the FASTA."""
     fasta = Path(fasta)

@@ -8,27 +8,12 @@ from __future__ import annotations
 from corelib.errors import InputError
 from corelib.evaluation.heads import PROTOCOLS, predict, train_head
 from corelib.evaluation.probes import probe_encoder
-from corelib.evaluation.registry import (
-    LONG_RANGE,
-    MIN_CONTACT,
-    MIN_LOOP,
-    SS3,
-    TASKS,
-    Task,
-    available,
-    registry,
-    select_tasks,
-    task_data,
-)
-from corelib.evaluation.scoring import Evaluation, decode_pairs, evaluation, pair_density, score, score_task
+from corelib.evaluation.registry import select_tasks, task_data
+from corelib.evaluation.scoring import Evaluation, evaluation, pair_density, score
 
 EVALUATION_PROTOCOLS = ("probe", "heads")
 
 HEADS = "appendix-b:heads"
-
-__all__ = ["LONG_RANGE", "MIN_CONTACT", "MIN_LOOP", "SS3", "TASKS", "Task", "available", "registry", "select_tasks",
-           "task_data", "Evaluation", "decode_pairs", "pair_density", "score", "score_task", "evaluate_heads",
-           "evaluate_encoder", "EVALUATION_PROTOCOLS", "HEADS"]
 
 
 def evaluate_heads(encoder, modality: str, preset, seed: int = 0, device="cpu", tasks=None) -> Evaluation:

@@ -79,10 +79,10 @@ def score_dir(preset: Preset, modality: str, seed: int, finetune: bool) -> Path:
 
 
 def _pool(preset: Preset, modality: str):
-    from corelib.data.tokens import count_pool
+    from corelib.data.store import pool_size, token_store
 
-    fasta = RunLayout(preset).pool(modality)
-    return fasta, count_pool(fasta, modality, preset.data.pool_limit)
+    fasta = RunLayout(preset).pool(modality)   # the pool is parsed once, into its token store
+    return fasta, pool_size(token_store(fasta, modality, progress=False), preset.data.pool_limit)
 
 
 def heldout_slice(preset: Preset, modality: str, fasta=None, n_pool: int | None = None) -> Heldout:

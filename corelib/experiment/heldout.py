@@ -131,16 +131,16 @@ def ensure_heldout(folder, fasta, modality: str, n_pool: int, max_tokens: int) -
 
 def heldout_tokens(fasta, modality: str, held: Heldout, max_tokens: int) -> list[np.ndarray]:
     """Token arrays of the held-out sequences, in the order of `held.table`."""
-    from corelib.data.tokens import gather_tokens
+    from corelib.data.store import token_store
 
-    return gather_tokens(fasta, modality, held.indices, max_tokens)
+    return token_store(fasta, modality, progress=False).gather(held.indices, max_tokens)
 
 
 def heldout_size(preset, modality: str) -> int:
     """How many sequences a preset's pool holds out (reads the pool's ids)."""
-    from corelib.data.tokens import count_pool
+    from corelib.data.store import pool_size, token_store
     from corelib.layout import RunLayout
 
     fasta = RunLayout(preset).pool(modality)
-    n_pool = count_pool(fasta, modality, preset.data.pool_limit)
+    n_pool = pool_size(token_store(fasta, modality, progress=False), preset.data.pool_limit)
     return len(choose_heldout(_records(fasta, modality, n_pool)))

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from corelib import __version__
 from corelib.config import Preset
-from corelib.data.store import TokenStore, token_store
+from corelib.data.store import TokenStore, pool_size, token_store
 from corelib.data.tokens import full_sequence_batches, masked_count, mlm_batches
 from corelib.errors import InputError
 from corelib.files import atomic_write, record_settings, sha256_file
@@ -147,8 +147,7 @@ def prepare_run(fasta, modality: str, out_dir, preset: Preset, *, model=None, ch
     _check_run(out_dir, settings, rank, world)
     run = ScoringRun(fasta, modality, out_dir, preset, settings, rank, world, device, progress, skip_nonfinite)
     run.store = token_store(fasta, modality, progress=progress and rank == 0)
-    limit = preset.data.pool_limit
-    run.n = len(run.store) if limit is None else min(limit, len(run.store))
+    run.n = pool_size(run.store, preset.data.pool_limit)
     run.net = get_model(modality, settings["model"], checkpoint, seed=preset.seed)
     run.net.attend_padding = bool(compat)  # the official model file passes no key padding mask
     if compat is None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from corelib.data.store import token_store
+from corelib.data.store import pool_size, token_store
 from corelib.training.loop import train_mlm
 
 
@@ -23,7 +23,7 @@ def pretrain_pool(fasta, modality: str, out_dir, preset, model: str | None = Non
     rank, world, device = dist_context(device)
     out_dir = Path(out_dir)
     store = token_store(fasta, modality, progress=progress and rank == 0)   # the pool, parsed once
-    n = len(store) if preset.data.pool_limit is None else min(preset.data.pool_limit, len(store))
+    n = pool_size(store, preset.data.pool_limit)
     idx = np.arange(n) if indices is None else np.sort(np.asarray(indices, dtype=np.int64))
     if idx.size == 0 or idx.max() >= n:
         from corelib.errors import InputError
