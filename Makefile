@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 PRESET ?= smoke
 
-.PHONY: reproduce test test-fast lint venv notebooks-inplace data-build docs clean
+.PHONY: reproduce test test-fast lint venv notebooks-inplace data-build docs demo clean
 
 venv: $(STAMP)
 
@@ -44,6 +44,19 @@ docs: venv
 # Re-execute the notebooks in place with their default (smoke) parameters: refreshes the outputs nbval compares.
 notebooks-inplace: venv
 	cd notebooks && ../$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace [0-9][0-9]_*.ipynb
+
+# The demo miniature (docs/pilot.md): the full pools rebuilt from the Debian packages (sha256 in
+# data_manifests/*_full.yaml), then the pruning-rate grid per modality (each at most an hour on 2 CPU cores;
+# resumable: rerun after a kill), its tables, figures and docs/results.md.
+FULL := $(or $(CORELIB_CACHE),data_cache)/full
+demo: venv $(FULL)/rna_full.fasta.gz $(FULL)/protein_full.fasta.gz
+	$(PY) -m corelib data verify
+	$(PY) -m corelib experiment --preset demo --modality rna
+	$(PY) -m corelib experiment --preset demo --modality protein
+	$(PY) -m corelib.report.docs
+
+$(FULL)/%_full.fasta.gz: | venv
+	$(PY) -m corelib data build $*_demo --full
 
 data-build: venv
 	$(PY) -m corelib data build

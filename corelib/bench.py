@@ -1,4 +1,5 @@
-"""Benchmarks (scripts, not tests): `python -m corelib.bench scoring [--model small] [--n 64] [--device cuda]`.
+"""Benchmarks (scripts, not tests): `python -m corelib.bench scoring [--model small] [--n 64] [--device cuda]`,
+and the pilot that sizes a preset: `python -m corelib.bench pilot --preset demo --modality rna --n 1000`.
 
 Prints, from one run on the same model and the same real RNA sequences: training-step, forward-only and
 scorer throughputs (sequences/s), the official method's (torch.func vmap(jacrev) over lm_head.dense with
@@ -347,7 +348,12 @@ def report(f: dict) -> str:
 def main(argv=None) -> int:
     """Entry point of `python -m corelib.bench`."""
     p = argparse.ArgumentParser(prog="python -m corelib.bench")
-    p.add_argument("what", choices=["scoring"])
+    p.add_argument("what", choices=["scoring", "pilot"])
+    p.add_argument("--preset", default="demo", help="pilot: the preset whose pool, model, crop and schedule are "
+                   "tried (--model and --max-tokens are the scoring benchmark's; the pilot takes the preset's)")
+    p.add_argument("--modality", default="rna", help="pilot: rna or protein")
+    p.add_argument("--lr", type=float, default=None, help="pilot: the pretraining lr (default: the preset's)")
+    p.add_argument("--seed", type=int, default=0, help="pilot: model init, masks and order")
     p.add_argument("--model", default="small", help="tiny / small / paper")
     p.add_argument("--n", type=int, default=64, help="sequences for the throughput figures")
     p.add_argument("--batch-size", type=int, default=16)
@@ -360,6 +366,13 @@ def main(argv=None) -> int:
     p.add_argument("--sources", default=None, help="comma-separated pool sources, e.g. Rfam,BioMarKs (default: all)")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     a = p.parse_args(argv)
+    if a.what == "pilot":
+        from corelib.config import get_preset
+        from corelib.experiment.pilot import pilot_run
+
+        over = {"seed": a.seed, "pretrain.batch_size": a.batch_size, **({"pretrain.lr": a.lr} if a.lr else {})}
+        print(json.dumps(pilot_run(get_preset(a.preset, over), a.modality, a.n, device=choose_device(a.device))))
+        return 0
     figures = scoring_benchmark(a.model, a.n, a.batch_size, a.max_tokens, a.device, a.rss_n, official_n=a.official_n,
                                 official_batch=a.official_batch, sources=a.sources.split(",") if a.sources else None)
     print(report(figures))

@@ -155,8 +155,11 @@ def _pretrain(args) -> int:
 
 
 def _experiment(args) -> int:
-    from corelib.experiment.claims import no_verdict_reason, summarize, verdicts
-    from corelib.experiment.grid import evaluate_cells, pretrain_cells
+    from corelib.experiment.claims import gate_line, summarize, verdicts
+    from corelib.experiment.grid import evaluate_cells, pretrain_cells, pretraining_summary
+    from corelib.report.docs import curve_figure
+    from corelib.report.figures import plot_pruning_curve
+    from corelib.report.output import save_table, savefig
     from corelib.report.tables import save_experiment_tables
 
     preset = _preset_from(args)
@@ -170,16 +173,20 @@ def _experiment(args) -> int:
         return 0
     for modality in modalities:
         reference = getattr(args, f"{modality}_reference")
-        pretrain_cells(preset, modality, device=args.device, progress=not args.quiet, reference=reference)
+        histories = pretrain_cells(preset, modality, device=args.device, progress=not args.quiet, reference=reference)
         if args.stage == "pretrain":
             continue
         summary = summarize(evaluate_cells(preset, modality, device=args.device, progress=not args.quiet,
                                            reference=reference))
-        for path in save_experiment_tables(summary, verdicts(summary), preset.name, modality):
+        paths = save_experiment_tables(summary, verdicts(summary), preset.name, modality)
+        entropy = summary.attrs["grid"].entropy.get("all")
+        pretraining = pretraining_summary(histories, entropy).drop(columns=["seconds", "tokens_per_s"])  # machine-free
+        paths += save_table(pretraining, f"05_{preset.name}_{modality}_pretraining")
+        for path in paths:
             print(f"{modality}: {path}")
-        reason = no_verdict_reason(summary)
-        if reason:
-            print(f"{modality}: {reason}")
+        fig = plot_pruning_curve(summary, f"{modality}, {preset.name} preset", preset.grid.curve_protocol)
+        print(f"{modality}: {savefig(fig, curve_figure(preset.name, modality).removesuffix('.png'))}")
+        print(f"{modality}: {gate_line(summary)}")
     return 0
 
 
@@ -303,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--simulate-null", type=Number("--simulate-null", int, low=1), default=None, metavar="N",
                    help="run no grid: draw N simulated grids of the preset's shape with no true difference (and N "
                    "with a 1-SD effect) through the verdict code; print the false-supported rate and the power")
-    _preset_flags(e, ["data", "finetune", "pretrain", "scoring", "selection", "downstream"])
+    _preset_flags(e, ["data", "finetune", "pretrain", "scoring", "selection", "downstream", "grid"])
     e.set_defaults(func=_experiment)
 
     r = sub.add_parser("run-notebooks", help="execute every notebook headless with papermill")

@@ -74,6 +74,11 @@ class TrainingConfig:
     lr: float = knob(1e-4, "peak learning rate (AdamW)", low=0, low_open=True)
     weight_decay: float = knob(0.01, "AdamW weight decay", low=0)
     warmup_steps: int = knob(2000, "linear warm-up steps", low=0)
+    warmup_fraction: float | None = knob(None, "warm-up as a share of the run's steps (the paper's 2,000 of 125,000 = "
+                                         "0.016); replaces warmup_steps when set", low=0, high=1, high_open=True,
+                                         optional=True)
+    max_steps: int | None = knob(None, "stop after this many optimiser steps (compute-matched arms)", low=1,
+                                 optional=True)
     epochs: int = knob(10, "passes over the training sequences", low=1)
     batch_size: int = knob(16, "sequences per optimiser step (A.3-A.5)", low=1)
     schedule: str = knob("inverse_sqrt", "lr after warm-up: inverse_sqrt (A.3) or constant (A.5)",
@@ -122,8 +127,24 @@ class DownstreamConfig:
                             optional=True)
 
 
+@dataclass(frozen=True)
+class GridConfig:
+    """The experiment grid (Section 4, Figure 3's pruning rates): budgets of the curve and how arms are matched."""
+
+    budgets: tuple[int, ...] = knob((1,), "multiples of selection.budget at which Random, Top I and CCI are "
+                                    "pretrained (the pruning-rate curve); 1 is always included")
+    curve_protocol: str = knob("epochs", "how curve arms above 1x are trained: epochs (pretrain.epochs over each set, "
+                               "as the paper) or steps (the optimiser steps of the 1x arm: compute-matched)",
+                               choices=("epochs", "steps"))
+    reference_epochs: int | None = knob(None, "epochs of the Full pool reference (default: pretrain.epochs)", low=1,
+                                        optional=True)
+    scores: str = knob("per-seed", "one scoring run (D_sub, fine-tune, Fisher) per seed, or one shared by all seeds "
+                       "(seed `seed`'s)", choices=("per-seed", "shared"))
+
+
 SECTIONS = {"data": DataConfig, "finetune": TrainingConfig, "pretrain": TrainingConfig, "scoring": ScoringConfig,
-            "selection": SelectionConfig, "downstream": DownstreamConfig}
+            "selection": SelectionConfig, "downstream": DownstreamConfig,
+            "grid": GridConfig}
 
 
 @dataclass(frozen=True)
@@ -145,6 +166,7 @@ class Preset:
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     selection: SelectionConfig = field(default_factory=SelectionConfig)
     downstream: DownstreamConfig = field(default_factory=DownstreamConfig)
+    grid: GridConfig = field(default_factory=GridConfig)
 
     def override(self, overrides: dict | None = None, **kwargs) -> Preset:
         """A copy with fields replaced: dotted names ("pretrain.lr") or a dict per section; each value is
@@ -218,13 +240,18 @@ def _smoke() -> Preset:
 
 
 def _demo() -> Preset:
-    # The whole embedded demo pools, a small model; downstream 10 epochs, frozen-encoder heads at lr 1e-3
-    # (Appendix B's 1e-5 moves a head on these small sets too little to compare encoders). 5 min on an H100;
-    # about 3 hours on 2 CPU cores (measured in part, docs/results.md).
-    return Preset(name="demo", model="small").override({
-        "data.max_tokens": 258, "finetune.warmup_steps": 10, "pretrain.lr": 1e-3, "pretrain.warmup_steps": 200,
-        "pretrain.epochs": 3, "scoring.subset_size": 1000, "selection.budget": 400, "selection.strata": 20,
-        "downstream.epochs": 10, "downstream.lr": 1e-3})
+    # A miniature of the paper's pruning rates (docs/pilot.md): 100k sequences of the full Debian-package build
+    # (its sha256 order makes the prefix a random draw), the budget 1% of it (pruning rate 0.99; the paper keeps 0.87%), 3x and 10x
+    # on the curve, D_sub 1% of the pool; the tiny model at 130 tokens, lr 3e-3 (the pilot's: 1,000 sequences x
+    # 10 epochs end 0.15 nats below the unigram entropy), warm-up 1.6% of each run and a fine-tune lr of 0.1 x
+    # the pretraining lr (the paper's ratios). Curve arms above 1x get the 1x arm's steps (compute-matched);
+    # C2's 10x arm runs under both protocols. One scoring run serves all seeds (see the README's demo section).
+    return Preset(name="demo", model="tiny").override({
+        "data.rna_pool": "rna_full", "data.protein_pool": "protein_full", "data.pool_limit": 100_000,
+        "data.max_tokens": 130, "pretrain.lr": 3e-3, "pretrain.warmup_fraction": 0.016, "finetune.lr": 3e-4,
+        "finetune.warmup_fraction": 0.016, "scoring.subset_size": 1000, "selection.budget": 0.99,
+        "grid.budgets": (1, 3, 10), "grid.curve_protocol": "steps", "grid.reference_epochs": 1,
+        "grid.scores": "shared", "downstream.epochs": 10, "downstream.lr": 1e-3})
 
 
 def _paper() -> Preset:

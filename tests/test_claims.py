@@ -115,8 +115,30 @@ def test_no_verdicts_when_the_random_arm_did_not_learn():
     assert v.loc[("C1", "Top I", "T2"), "verdict"].startswith("no verdict: the Random arm did not learn")
     assert v.loc[("C1", "Top I", "T1"), "verdict"].startswith("not tested")
     reason = claims.no_verdict_reason(g)
-    assert "1.100" in reason and "[0.852, 1.348]" in reason and "not below the unigram entropy 1.300" in reason
+    assert "1.100" in reason and "[0.852, 1.348]" in reason
+    assert "not at least 0.1 nats below the unigram entropy 1.300" in reason
     assert verdicts(g).attrs["note"] == reason
+
+
+def test_the_gate_needs_a_margin_of_a_tenth_of_a_nat():
+    # every held-out loss 1.0 at every seed: a zero-width interval at gap = 1.0 - entropy; it must be <= -0.1
+    held = {a: [1.0, 1.0, 1.0] for a in ARMS}
+    assert "mis-sized" in claims.no_verdict_reason(make_grid(GATED, held=held, entropy=1.05))   # 0.05 below
+    assert claims.no_verdict_reason(make_grid(GATED, held=held, entropy=1.11)) == ""             # 0.11 below
+    line = claims.gate_line(make_grid(GATED, held=held, entropy=1.11))
+    assert line.startswith("gate: Random's held-out MLM loss is -0.110 nats") and "passed" in line
+
+
+def test_c2_is_judged_under_both_protocols():
+    arms = ARMS + [claims.C2_STEPS]
+    g = make_grid(GATED)
+    g.items = pd.concat([g.items, g.items[g.items["cell"] == "Random 10x"].assign(cell=claims.C2_STEPS)])
+    g.heldout = pd.concat([g.heldout, g.heldout[g.heldout["cell"] == "Random 10x"].assign(cell=claims.C2_STEPS)])
+    g.cells = arms
+    v = verdicts(g)
+    c2 = v[(v["claim"] == "C2") & (v["task"] == "T2")]
+    assert sorted(set(c2["baseline"])) == ["Random 10x", "Random 10x (same steps)"]
+    assert len(c2) == 4   # Top I and CCI against each protocol's arm
 
 
 def test_one_seed_gives_no_verdict():

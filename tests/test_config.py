@@ -21,6 +21,21 @@ def test_paper_preset_holds_appendix_a_values():
     assert p.data.max_tokens == 1024
 
 
+def test_demo_preset_keeps_the_papers_ratios():
+    # the paper: budget 0.2M of 23M (0.87%), D_sub 0.2M (0.87%), warm-up 2,000 of 10 x 12,500 steps (1.6%),
+    # fine-tune lr 1e-5 = 0.1 x pretraining lr 1e-4 (A.3-A.5); the demo at 1% of a 100k pool
+    from corelib.training.loop import total_steps, warmup_steps
+
+    d, paper = get_preset("demo"), get_preset("paper")
+    assert paper.pretrain.warmup_steps / total_steps(paper.pretrain, 200_000) == pytest.approx(0.016)
+    assert d.finetune.lr / d.pretrain.lr == pytest.approx(paper.finetune.lr / paper.pretrain.lr) == pytest.approx(0.1)
+    assert d.pretrain.warmup_fraction == pytest.approx(0.016)
+    assert warmup_steps(d.pretrain, 1000) == round(0.016 * 10 * 63) == 10
+    assert d.scoring.subset_size / d.data.pool_limit == pytest.approx(0.01)
+    assert (d.selection.budget, d.grid.budgets, d.grid.curve_protocol) == (0.99, (1, 3, 10), "steps")  # keep 1%, 3%, 10%
+    assert (d.data.rna_pool, d.data.protein_pool) == ("rna_full", "protein_full")
+
+
 def test_overrides_replace_fields_and_reject_unknown_names():
     p = get_preset("smoke", {"selection.budget": 10}, seed=3)
     assert (p.selection.budget, p.seed, p.name) == (10, 3, "smoke") and PRESETS["smoke"].selection.budget != 10

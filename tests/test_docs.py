@@ -63,12 +63,13 @@ def test_results_page_is_what_the_generator_makes_from_figures_now():
     assert current == expected, "docs/results.md is stale: run `python -m corelib.report.docs` (make docs)"
 
 
-def test_results_page_says_it_is_generated_and_names_the_old_protocol():
+def test_results_page_says_it_is_generated_and_shows_every_table_and_curve():
     text = docs.results_markdown(ROOT / "figures")
     assert "GENERATED FILE" in text and "python -m corelib.report.docs" in text
-    assert "the old demo tables were made with the previous protocol" in text
     for name in sorted(p.name for p in (ROOT / "figures").glob("05_*.md")):
         assert f"(../figures/{name})" in text, f"{name} is missing from docs/results.md"
+    for modality in ("rna", "protein"):   # the demo's pruning-rate curves, committed with its tables
+        assert f"(../figures/05_pruning_curve_{modality}.png)" in text
 
 
 def test_generator_copies_tables_verbatim_and_a_changed_table_makes_the_page_stale(tmp_path):

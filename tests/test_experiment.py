@@ -11,19 +11,37 @@ import pandas as pd
 import pytest
 
 from corelib.config import get_preset
-from corelib.experiment import CELLS, cell_size, evaluate_cells, pretrain_cells, summarize, verdicts
+from corelib.experiment import CELLS, cell_size, cells, evaluate_cells, pretrain_cells, summarize, verdicts
 from corelib.experiment import grid as experiment
 from corelib.experiment import heldout as held_mod
 from corelib.layout import slug
 
 
 def test_cell_names_sizes_and_folders():
-    assert [c.name for c in CELLS] == ["Raw", "Random", "Random 10x", "Top I (w/o ft)", "CCI (w/o ft)", "Top I",
-                                       "CCI", "Full pool"]
+    assert [c.name for c in CELLS] == ["Raw", "Random", "Top I", "CCI", "Top I (w/o ft)", "CCI (w/o ft)",
+                                       "Top I per token", "Loss top-k", "Random 10x", "Random 10x (same steps)",
+                                       "Full pool"]
     assert slug("Top I (w/o ft)") == "top_i_wo_ft" and slug("Random 10x") == "random_10x"
     p = get_preset("smoke")
-    assert [cell_size(c, p, 256) for c in CELLS] == [0, 24, 240, 24, 24, 24, 24, 256]
-    assert cell_size(CELLS[2], p.override({"selection.budget": 0.5}), 100) == 100   # 10 x 50 capped at the pool
+    assert [cell_size(c, p, 256) for c in CELLS] == [0, 24, 24, 24, 24, 24, 24, 24, 240, 240, 256]
+    ten = CELLS[8]
+    assert cell_size(ten, p.override({"selection.budget": 0.5}), 100) == 100   # 10 x 50 capped at the pool
+    assert [c.protocol for c in CELLS if c.name.startswith("Random 10x")] == ["epochs", "steps"]
+
+
+def test_the_pruning_curve_cells_of_a_preset():
+    # budgets 1x, 3x, 10x of Random / Top I / CCI; above 1x under the curve's protocol; a curve arm that is also
+    # C2's 10x random arm is one cell
+    p = get_preset("smoke", {"grid.budgets": (3, 10), "grid.curve_protocol": "steps"})
+    names = [c.name for c in cells(p)]
+    assert names[:10] == ["Raw", "Random", "Top I", "CCI", "Random 3x (same steps)", "Top I 3x (same steps)",
+                          "CCI 3x (same steps)", "Random 10x (same steps)", "Top I 10x (same steps)",
+                          "CCI 10x (same steps)"]
+    assert names.count("Random 10x (same steps)") == 1 and "Random 10x" in names and names[-1] == "Full pool"
+    by = {c.name: c for c in cells(p)}
+    assert (by["CCI 3x (same steps)"].multiple, by["CCI 3x (same steps)"].protocol) == (3, "steps")
+    epochs = [c.name for c in cells(p.override({"grid.curve_protocol": "epochs"}))]
+    assert "Top I 3x" in epochs and epochs.count("Random 10x") == 1 and "Random 10x (same steps)" in epochs
 
 
 def test_heldout_slice_by_hand():
@@ -49,7 +67,8 @@ class Fakes:
         from corelib.models import build_model, save_checkpoint
 
         out_dir.mkdir(parents=True, exist_ok=True)
-        self.pretrain.append({"out": out_dir, "seed": preset.seed, "indices": np.asarray(indices)})
+        self.pretrain.append({"out": out_dir, "seed": preset.seed, "indices": np.asarray(indices),
+                              "steps": _.get("steps"), "epochs": _.get("epochs")})
         save_checkpoint(build_model(modality, "tiny", seed=preset.seed), out_dir / "model.pt")
         pd.DataFrame({"loss": [3.0, 2.9], "sequences": [1, 1], "tokens": [10, 10], "seconds": [0.1, 0.1]}).to_csv(
             out_dir / "history.csv", index=False)
@@ -63,7 +82,8 @@ class Fakes:
                              "exclude": None if exclude is None else set(np.asarray(exclude).tolist())})
         ids = [r.id for _, r in zip(range(preset.data.pool_limit), read_fasta(fasta, modality))]
         rng = np.random.default_rng([preset.seed, finetune])
-        df = pd.DataFrame({"id": ids, "index": np.arange(len(ids)), "length": 50, "score": rng.random(len(ids))})
+        df = pd.DataFrame({"id": ids, "index": np.arange(len(ids)), "length": 50, "score": rng.random(len(ids)),
+                           "loss": rng.random(len(ids)), "token_score": rng.random(len(ids))})
         write_scores(df, {"seed": preset.seed, "finetune": finetune}, out)
         return out / "scores.parquet"
 
@@ -172,10 +192,12 @@ def test_experiment_cli_writes_tables_and_says_why_there_are_no_verdicts(tiny_gr
                            "--selection-budget", "3", "--pretrain-epochs", "1", "--subset-size", "16")
     assert status == 0, err
     names = sorted(p.name for p in (tmp_path / "figures").iterdir())
-    assert names == ["05_smoke_rna_heldout.csv", "05_smoke_rna_heldout.md", "05_smoke_rna_table.csv",
+    assert names == ["05_smoke_pruning_curve_rna.png", "05_smoke_rna_heldout.csv", "05_smoke_rna_heldout.md",
+                     "05_smoke_rna_pretraining.csv", "05_smoke_rna_pretraining.md", "05_smoke_rna_table.csv",
                      "05_smoke_rna_table.md", "05_smoke_rna_verdicts.csv", "05_smoke_rna_verdicts.md"]
-    # one seed (smoke), or the fake held-out loss (2.5 nats) above the residues' entropy: no verdicts, and why
-    assert "rna: no verdicts: " in out
+    # the fake held-out loss (2.5 nats) is above the residues' entropy: the gate line says no verdicts, and why
+    gate = [line for line in out.splitlines() if line.startswith("rna: gate: ")]
+    assert len(gate) == 1 and "no verdicts: " in gate[0] and "needed: <= -0.1" in gate[0]
     assert "no verdicts: " in (tmp_path / "figures" / "05_smoke_rna_verdicts.md").read_text()
 
 
@@ -212,6 +234,25 @@ def test_the_real_grid_runs_resumes_and_gives_the_same_files(tiny_grid, tmp_path
     assert len(np.load(root / "random_10x" / "seed0" / "coreset" / "indices.npy")) == 30
 
 
+def test_shared_scores_and_compute_matched_arms(tiny_grid, fakes, tmp_path):
+    from corelib.experiment.grid import cell_steps
+
+    p = tiny_grid.override({"grid.scores": "shared", "grid.budgets": (2,), "grid.curve_protocol": "steps",
+                            "grid.reference_epochs": 2, "pretrain.batch_size": 2, "pretrain.epochs": 3})
+    pretrain_cells(p, "rna", progress=False)
+    root = tmp_path / "smoke" / "experiment" / "rna"
+    # one scoring run per variant, the preset's seed's, used by every seed's cells
+    assert sorted((c["seed"], c["finetune"]) for c in fakes.scoring) == [(p.seed, False), (p.seed, True)]
+    meta = json.loads((root / "cci" / "seed2" / "coreset" / "manifest.json").read_text())
+    assert (meta["seed"], meta["scoring_seed"]) == (2, p.seed)
+    # same-steps arms get the 1x arm's steps: 3 epochs x ceil(3 / 2) batches; the others train by epochs
+    assert cell_steps(p, 57) == 3 * 2
+    steps = {(c["out"].parent.name, c["seed"]): c["steps"] for c in fakes.pretrain if c["out"].parent != root}
+    assert steps[("random_2x_same_steps", 1)] == steps[("random_10x_same_steps", 0)] == 6
+    assert steps[("random_10x", 0)] is None and steps[("top_i", 2)] is None
+    assert [c["epochs"] for c in fakes.pretrain if c["out"] == root / "full_pool"] == [2]
+
+
 def test_experiment_cli_bad_preset_is_one_line_exit_2(cli):
     status, out, err = cli("experiment", "--preset", "huge", "--modality", "rna")
     assert status == 2 and err.count("\n") == 1 and "unknown preset 'huge'" in err
@@ -224,6 +265,13 @@ def test_a_grid_folder_refuses_another_presets_settings(tiny_grid, cli):
     experiment.check_settings(tiny_grid.override(seeds=(0, 1)), "rna")   # more seeds: more files, same grid
     with pytest.raises(InputError, match="other settings \\(selection.budget\\)"):
         experiment.check_settings(tiny_grid.override({"selection.budget": 5}), "rna")
+    # a folder recorded before the grid.* knobs existed: their default values are what it was run with
+    path = experiment.experiment_dir(tiny_grid, "rna") / "settings.json"
+    old = {k: v for k, v in json.loads(path.read_text()).items() if not k.startswith("grid.")}
+    path.write_text(json.dumps({**old, "grid.retired_knob": 3}))   # and a knob since removed
+    experiment.check_settings(tiny_grid, "rna")
+    with pytest.raises(InputError, match="other settings \\(grid.scores\\)"):
+        experiment.check_settings(tiny_grid.override({"grid.scores": "shared"}), "rna")
 
 
 def test_a_given_reference_checkpoint_scores_the_pool_and_is_the_full_pool_row(tiny_grid, tmp_path):

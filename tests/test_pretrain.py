@@ -29,6 +29,41 @@ def test_inverse_sqrt_schedule_after_linear_warmup():
     assert lr_factor(24, 50, "constant") == pytest.approx(0.5)
 
 
+def test_warmup_as_a_share_of_the_run_and_a_step_cap():
+    from corelib.config import TrainingConfig
+    from corelib.models import build_model
+    from corelib.training.loop import train_mlm
+
+    # 40 sequences, batch 4: 10 batches an epoch; 5 epochs capped at 23 steps; warm-up 0.1 x 23 = 2.3 -> 2 steps
+    rng = np.random.default_rng(0)
+    tokens = [np.r_[0, rng.integers(4, 8, 12), 2] for _ in range(40)]
+    cfg = TrainingConfig(lr=1e-3, warmup_fraction=0.1, max_steps=23, epochs=5, batch_size=4, schedule="inverse_sqrt")
+    history = train_mlm(build_model("rna", "tiny", seed=0), tokens, np.arange(40), cfg, progress=False)
+    assert len(history) == 23 and history["epoch"].tolist() == [0] * 10 + [1] * 10 + [2] * 3
+    expected = [1e-3 * ((s + 1) / 2 if s < 2 else math.sqrt(2 / (s + 1))) for s in range(1, 24)]  # lr after step s
+    assert history["lr"].tolist() == pytest.approx(expected)
+
+
+def test_a_checkpoint_from_before_the_newer_knobs_resumes(tmp_path):
+    from dataclasses import asdict
+
+    from corelib.config import TrainingConfig
+    from corelib.models import build_model
+    from corelib.training.loop import LATER_KNOBS, train_mlm
+
+    rng = np.random.default_rng(0)
+    tokens = [np.r_[0, rng.integers(4, 8, 12), 2] for _ in range(8)]
+    cfg = TrainingConfig(lr=1e-3, warmup_steps=1, epochs=2, batch_size=4)
+    train_mlm(build_model("rna", "tiny", seed=0), tokens, np.arange(8), cfg, out_dir=tmp_path, progress=False)
+    saved = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert not set(LATER_KNOBS) & set(saved["config"])          # unset newer knobs are not recorded
+    saved["config"] = {k: v for k, v in saved["config"].items() if k in asdict(cfg)} | {"mask_prob": 0.15, "seed": 0}
+    torch.save(saved, tmp_path / "checkpoint.pt")
+    longer = TrainingConfig(lr=1e-3, warmup_steps=1, epochs=2, batch_size=4)
+    history = train_mlm(build_model("rna", "tiny", seed=0), tokens, np.arange(8), longer, out_dir=tmp_path, progress=False)
+    assert len(history) == 4                                    # resumed: the finished run, nothing refused
+
+
 def _pretrain(tmp_path, out, *extra):
     return ["pretrain", "--fasta", "rna_demo", "--modality", "rna", "--limit", 96, "--max-tokens", 66,
             "--out", tmp_path / out, "--quiet", *extra]

@@ -114,9 +114,10 @@ def test_experiment_tables_show_mean_interval_gates_verdicts_and_the_heldout_los
     md = paths[1].read_text().splitlines()
     header = [c.strip() for c in md[0].split("|")[1:-1]]
     assert header == ["method", "kind", "data_size", "Aff primary", "Bin primary", "held-out MLM loss ↓"]
+    assert paths[3].read_text().strip().splitlines()[-1].startswith("gate: Random's held-out MLM loss is ")
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[1:-1]] for line in md[2:]}
-    assert list(rows) == ["Baseline", "Raw", "Random", "Random 10x", "Top I (w/o ft)", "CCI (w/o ft)", "Top I", "CCI",
-                          "Full pool", "gate"]
+    assert list(rows) == ["Baseline", "Raw", "Random", "Random 10x", "Random 10x (same steps)", "Top I (w/o ft)",
+                          "CCI (w/o ft)", "Top I", "CCI", "Full pool", "gate"]
     assert rows["gate"][3:] == ["informative", "informative", "the Random arm learned"]
     # mean [lo, hi] with 4 significant digits, as save_table rounds
     numbers = pd.read_csv(paths[0])
@@ -128,6 +129,7 @@ def test_experiment_tables_show_mean_interval_gates_verdicts_and_the_heldout_los
     assert list(verdict.columns) == ["claim", "method", "baseline", "task", "metric", "advantage", "lo", "hi", "level",
                                      "p", "p_holm", "verdict"]
     assert set(verdict["verdict"]) <= {"supported", "inconclusive", "contradicted"}
+    assert set(verdict.loc[verdict["claim"] == "C2", "baseline"]) == {"Random 10x", "Random 10x (same steps)"}
     held = pd.read_csv(paths[4])
     assert set(held["family"]) == {"all", "simulated"}
     assert held["gap"].to_numpy() == pytest.approx((held["loss"] - held["entropy"]).to_numpy(), rel=1e-3)
@@ -136,3 +138,18 @@ def test_experiment_tables_show_mean_interval_gates_verdicts_and_the_heldout_los
     paths = save_experiment_tables(summarize(flat), verdicts(flat), "smoke", "rna")
     assert "probe not informative at this scale" in paths[1].read_text()
     assert "not tested: probe not informative at this scale" in paths[3].read_text()
+
+
+def test_pruning_curve_lines_and_points(root):
+    from corelib.experiment import Shape, summarize, synthetic_grid
+    from corelib.report.figures import curve_arm, plot_pruning_curve
+
+    assert [curve_arm(n, "steps") for n in ("Random", "Top I 3x (same steps)", "CCI 10x (same steps)", "Random 10x",
+                                             "Top I (w/o ft)", "Loss top-k")] == ["Random", "Top I", "CCI", None, None, None]
+    assert [curve_arm(n, "epochs") for n in ("Random 10x", "Random 10x (same steps)", "CCI 3x")] == ["Random", None, "CCI"]
+    summary = summarize(synthetic_grid(Shape(3, {"Aff": 30, "Bin": 20}, 12), seed=1))
+    fig = plot_pruning_curve(summary, "rna, test", "steps")
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == ["held-out MLM: loss (lower is better)", "Aff: primary", "Bin: primary"]   # both probes gated
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    assert "Random 10x (same epochs)" in labels and "unigram entropy" in labels and "Raw" not in labels

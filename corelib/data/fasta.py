@@ -105,10 +105,15 @@ def normalize(seq: str, modality: str) -> str:
     return seq[:-1] if seq.endswith("*") else seq
 
 
+def looks_nucleotide(seq: str) -> bool:
+    """A sequence of 20 or more letters all in ACGTUN: refused as a protein (Section 4 pools)."""
+    return len(seq) >= 20 and set(seq) <= set("ACGTUN")
+
+
 def _check_letters(path: Path, rec_id: str, line: int, seq: str, modality: str) -> None:
     letters = RNA_LETTERS if modality == "rna" else PROTEIN_LETTERS
     bad = set(seq) - letters
-    if modality == "protein" and not bad and len(seq) >= 20 and set(seq) <= set("ACGTUN"):
+    if modality == "protein" and not bad and looks_nucleotide(seq):
         raise InputError(f"{path}:{line}: record {rec_id!r} looks like a nucleotide sequence "
                          f"(only ACGTUN); use --modality rna")
     if not bad:

@@ -82,7 +82,7 @@ def pool_manifest(name, modality, df, stats, versions, fasta: Path, full: bool) 
                         "families": {k: int(v) for k, v in df.loc[df["source"] == src, "family"].value_counts().sort_index().items()}})
     return {
         "name": name, "modality": modality, "kind": "full build (not committed)" if full else "embedded demo pool",
-        "file": fasta.name, "sha256": sha256_file(fasta),
+        **({"location": "cache"} if full else {}), "file": fasta.name, "sha256": sha256_file(fasta),
         "sequences": int(len(df)),
         "length": {"min": int(lengths.min()), "median": float(lengths.median()), "mean": round(float(lengths.mean()), 1),
                    "max": int(lengths.max())},

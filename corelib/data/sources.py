@@ -17,7 +17,7 @@ from corelib.data.debian import (
     RRNA_DIR,
     _blastdbcmd,
 )
-from corelib.data.fasta import PROTEIN_LETTERS, RNA_LETTERS, normalize, read_fasta
+from corelib.data.fasta import PROTEIN_LETTERS, RNA_LETTERS, looks_nucleotide, normalize, read_fasta
 
 MAX_RESIDUES = 1022  # RNA-FM's limit of 1024 tokens, <cls> and <eos> included
 
@@ -97,6 +97,10 @@ def clean_rows(rows: list[dict], modality: str) -> tuple[pd.DataFrame, dict]:
     df["seq"] = [normalize(s, modality) for s in df["seq"]]
     valid = np.array([bool(s) and set(s) <= letters for s in df["seq"]])
     stats = {"read": int(len(df)), "invalid_letters_dropped": int((~valid).sum())}
+    if modality == "protein":   # a peptide spelt only in ACGTUN, which every FASTA reader here refuses as protein
+        nucleotide_like = np.array([looks_nucleotide(s) for s in df["seq"]])
+        stats["nucleotide_like_dropped"] = int((valid & nucleotide_like).sum())
+        valid &= ~nucleotide_like
     df = df[valid].copy()
     stats["cropped"] = int((df["seq"].str.len() > MAX_RESIDUES).sum())
     df["seq"] = df["seq"].str.slice(0, MAX_RESIDUES)

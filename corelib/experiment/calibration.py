@@ -32,7 +32,7 @@ import numpy as np
 from corelib.experiment import claims, stats
 from corelib.experiment.claims import CLAIMS, FULL, RAW, SUPPORTED, TaskData
 
-PRUNED = ["Random", "Random 10x", "Top I (w/o ft)", "CCI (w/o ft)", "Top I", "CCI"]
+PRUNED = ["Random", *claims.CLAIMS["C2"][2], "Top I (w/o ft)", "CCI (w/o ft)", "Top I", "CCI"]
 BASELINE = "Baseline"
 ENTROPY = 1.4          # nats; any value: the held-out arms are placed relative to it
 HELDOUT_DEN = 15.0     # mean masked tokens per held-out sequence (~100 residues x 15%)
@@ -124,7 +124,7 @@ def simulate(shape: Shape, grids: int, effect: float = 0.0, noise: NoiseModel = 
             "c1_top_i_supported": float(np.concatenate(power).mean()),
             "gates_passed": float(np.concatenate(gates).mean()),
             "learned_passed": float(np.concatenate(learned).mean()),
-            "sd": sds, "rows": sum(len(CLAIMS[c][1]) for c in CLAIMS) * (len(shape.tasks) + (shape.heldout > 0))}
+            "sd": sds, "rows": sum(len(CLAIMS[c][1]) * max(1, len(CLAIMS[c][2])) for c in CLAIMS) * (len(shape.tasks) + (shape.heldout > 0))}
 
 
 def calibrate(shape: Shape, grids: int = 1000, noise: NoiseModel = NoiseModel(), seed: int = 0,

@@ -19,6 +19,7 @@ Every file is written once and skipped when present, so an interrupted grid resu
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,25 +35,42 @@ from corelib.layout import RunLayout
 
 @dataclass(frozen=True)
 class Cell:
-    """One row of Tables 1-3."""
+    """One row of Tables 1-3, or one point of the pruning-rate curve (Section 4)."""
 
     name: str
     method: str | None      # selection method; None for Raw and the full-pool reference
     multiple: int           # budget multiple (0: no pretraining, -1: the whole pool)
     finetune: bool | None   # scores with (True) or without (False) the subset fine-tune
+    protocol: str = "epochs"   # epochs: pretrain.epochs over the set; steps: the optimiser steps of the 1x arm
 
-CELLS = [
-    Cell("Raw", None, 0, None),
-    Cell("Random", "random", 1, None),
-    Cell("Random 10x", "random", 10, None),
-    Cell("Top I (w/o ft)", "topk", 1, False),
-    Cell("CCI (w/o ft)", "cci", 1, False),
-    Cell("Top I", "topk", 1, True),
-    Cell("CCI", "cci", 1, True),
-    Cell("Full pool", None, -1, None),
-]
 
 REFERENCE = "Full pool"
+ARMS = (("Random", "random"), ("Top I", "topk"), ("CCI", "cci"))
+
+
+def cells(preset: Preset) -> list[Cell]:
+    """The grid's rows for a preset (Section 4): Raw; Random, Top I and CCI at every budget multiple of
+    `grid.budgets` (the pruning-rate curve; above 1x trained under `grid.curve_protocol`); at the budget, Top I
+    and CCI without the fine-tune (C3), Top I on the per-token score and the loss top-k; the C2 random set
+    (10x) under both protocols; the Full pool reference."""
+    steps = preset.grid.curve_protocol == "steps"
+    if not all(isinstance(m, int) and m >= 1 for m in preset.grid.budgets):
+        from corelib.errors import InputError
+
+        raise InputError(f"grid.budgets: {preset.grid.budgets!r} must be whole multiples of the budget, each >= 1")
+    out = [Cell("Raw", None, 0, None)]
+    for m in sorted({1, *preset.grid.budgets}):
+        suffix = "" if m == 1 else f" {m}x" + (" (same steps)" if steps else "")
+        out += [Cell(name + suffix, method, m, None if method == "random" else True, "steps" if steps and m > 1
+                     else "epochs") for name, method in ARMS]
+    out += [Cell("Top I (w/o ft)", "topk", 1, False), Cell("CCI (w/o ft)", "cci", 1, False),
+            Cell("Top I per token", "topk-per-token", 1, True), Cell("Loss top-k", "loss-topk", 1, True),
+            Cell("Random 10x", "random", 10, None), Cell("Random 10x (same steps)", "random", 10, None, "steps")]
+    out.append(Cell(REFERENCE, None, -1, None))
+    return list({c.name: c for c in out}.values())   # a curve arm may also be a C2 arm: one cell
+
+
+CELLS = cells(Preset())   # the rows of a preset with the paper's single budget
 FILES = ("metrics.csv", "items.csv", "heldout.csv")
 
 
@@ -93,6 +111,14 @@ def heldout_slice(preset: Preset, modality: str, fasta=None, n_pool: int | None 
                           preset.data.max_tokens)
 
 
+def cell_steps(preset: Preset, n_pool: int) -> int:
+    """Optimiser steps of the 1x arm (A.3): the budget every compute-matched ("same steps") arm is given."""
+    from corelib.selection.methods import resolve_budget
+    from corelib.training.loop import total_steps
+
+    return total_steps(preset.pretrain, min(n_pool, resolve_budget(n_pool, preset.selection.budget)))
+
+
 def cell_size(cell: Cell, preset: Preset, n_pool: int) -> int:
     """Sequences a cell pretrains on (the budget, 10x the budget, or all `n_pool` candidates; capped at them)."""
     from corelib.selection.methods import resolve_budget
@@ -116,7 +142,13 @@ def check_settings(preset: Preset, modality: str) -> None:
     from corelib.files import record_settings
 
     path = experiment_dir(preset, modality) / "settings.json"
-    diff = record_settings(path, preset.flat(), ignore=("seeds",))
+    now, default = preset.flat(), Preset().flat()
+    recorded = json.loads(path.read_text()) if path.exists() else now
+    # a knob newer than the folder, at its default value, is what that folder was run with; a knob since removed
+    # changes nothing
+    newer = tuple(k for k in now if k not in recorded and now[k] == default.get(k))
+    removed = tuple(k for k in recorded if k not in now)
+    diff = record_settings(path, now, ignore=("seeds", *newer, *removed))
     if diff:
         raise InputError(f"{path}: this grid was run with other settings ({', '.join(diff)}); "
                          f"delete {path.parent} or use the same preset")
@@ -130,7 +162,7 @@ def _reference(preset: Preset, modality: str, fasta, held: Heldout, reference, d
     path = reference_model(preset, modality, reference)
     if reference is None and not path.exists():
         pretrain_pool(fasta, modality, path.parent, preset, indices=held.train_indices(), device=device,
-                      progress=progress)
+                      progress=progress, epochs=preset.grid.reference_epochs)
     return path
 
 
@@ -164,9 +196,10 @@ class _PoolIds:
 
 
 def _select(cell: Cell, preset: Preset, modality: str, fasta, held: Heldout, ids: _PoolIds, checkpoint, device,
-            progress) -> np.ndarray:
+            progress, scoring_seed: int | None = None) -> np.ndarray:
     """Pool indices of a cell's coreset at seed `preset.seed`, drawn from the pool less the held-out slice and
-    written once to <cell>/seed<S>/coreset/ (Section 3.3)."""
+    written once to <cell>/seed<S>/coreset/ (Section 3.3); the scores are those of seed `scoring_seed`
+    (default: the same seed)."""
     from corelib.selection.files import read_coreset, read_scores, write_coreset
     from corelib.selection.registry import select_indices
 
@@ -178,7 +211,8 @@ def _select(cell: Cell, preset: Preset, modality: str, fasta, held: Heldout, ids
         scores = pd.DataFrame({"id": ids[train], "index": train, "score": np.zeros(len(train))})
         meta_file = None
     else:
-        folder = _scores(preset, modality, fasta, cell.finetune, checkpoint, device, progress, exclude=held.indices)
+        scorer = preset if scoring_seed is None else preset.override(seed=scoring_seed)
+        folder = _scores(scorer, modality, fasta, cell.finetune, checkpoint, device, progress, exclude=held.indices)
         scores, _ = read_scores(folder)
         scores = scores[~scores["index"].isin(held.indices)].reset_index(drop=True)   # never a candidate
         meta_file = str(folder / "scores.parquet")
@@ -186,6 +220,7 @@ def _select(cell: Cell, preset: Preset, modality: str, fasta, held: Heldout, ids
     rows = select_indices(cell.method, scores, budget, seed=preset.seed, hard_cutoff=preset.selection.hard_cutoff,
                           strata=preset.selection.strata)
     manifest = {"method": cell.method, "cell": cell.name, "seed": preset.seed, "budget": int(len(rows)),
+                "scoring_seed": preset.seed if scoring_seed is None else scoring_seed,
                 "n_pool": int(held.n_pool), "candidates": int(len(scores)), "heldout": int(len(held)),
                 "hard_cutoff": preset.selection.hard_cutoff, "strata": preset.selection.strata,
                 "scores_file": meta_file, "fasta": str(fasta), "modality": modality}
@@ -210,15 +245,18 @@ def pretrain_cells(preset: Preset, modality: str, device=None, progress: bool = 
     held = heldout_slice(preset, modality, fasta, n_pool)
     ref = _reference(preset, modality, fasta, held, reference, device, progress)
     ids = _PoolIds(fasta, modality, n_pool)
+    steps = cell_steps(preset, len(held.train_indices()))
     for seed in preset.seeds:
         p = preset.override(seed=seed)
-        for cell in CELLS:
+        scoring_seed = preset.seed if preset.grid.scores == "shared" else seed
+        for cell in cells(preset):
             if cell.multiple <= 0:
                 continue
             out = seed_dir(preset, modality, cell.name, seed)
-            idx = _select(cell, p, modality, fasta, held, ids, ref, device, progress)
+            idx = _select(cell, p, modality, fasta, held, ids, ref, device, progress, scoring_seed)
             if not (out / "model.pt").exists():
-                pretrain_pool(fasta, modality, out, p, indices=idx, device=device, progress=progress)
+                pretrain_pool(fasta, modality, out, p, indices=idx, device=device, progress=progress,
+                              steps=steps if cell.protocol == "steps" else None)
     long = pretraining_histories(preset, modality, reference)
     first = long[long["seed"].isin([_history_seed(preset), -1])]
     return {name: part.drop(columns=["cell", "seed"]).reset_index(drop=True)
@@ -232,14 +270,14 @@ def pretraining_histories(preset: Preset, modality: str, reference=None) -> pd.D
         frames.append(pd.read_csv(RunLayout(preset).cell(modality, REFERENCE) / "history.csv")
                       .assign(cell=REFERENCE, seed=-1))
     for seed in preset.seeds:
-        for cell in CELLS:
+        for cell in cells(preset):
             path = seed_dir(preset, modality, cell.name, seed) / "history.csv"
             if cell.multiple > 0 and path.exists():
                 frames.append(pd.read_csv(path).assign(cell=cell.name, seed=seed))
     if not frames:
         return pd.DataFrame(columns=["cell", "seed"])
     out = pd.concat(frames, ignore_index=True)
-    order = {c.name: k for k, c in enumerate(CELLS)}
+    order = {c.name: k for k, c in enumerate(cells(preset))}
     out = out.sort_values(["cell", "seed"], key=lambda s: s.map(order) if s.name == "cell" else s, kind="stable")
     return out[["cell", "seed", *[c for c in out.columns if c not in ("cell", "seed")]]].reset_index(drop=True)
 
@@ -298,7 +336,7 @@ def evaluate_cells(preset: Preset, modality: str, device=None, progress: bool = 
         return cache["t"]
 
     ev = _evaluation()
-    jobs = [(cell, seed) for seed in preset.seeds for cell in CELLS]
+    jobs = [(cell, seed) for seed in preset.seeds for cell in cells(preset)]
     for seed in preset.seeds:
         folder = experiment_dir(preset, modality) / "baselines" / f"seed{seed}"
         if not ((folder / "metrics.csv").exists() and (folder / "items.csv").exists()):
@@ -334,11 +372,12 @@ def load_grid(preset: Preset, modality: str, reference=None) -> Grid:
     fasta, n_pool = _pool(preset, modality)
     held = heldout_slice(preset, modality, fasta, n_pool)
     n_train = n_pool - len(held)
-    sizes = {c.name: cell_size(c, preset, n_train) for c in CELLS}
+    rows = cells(preset)
+    sizes = {c.name: cell_size(c, preset, n_train) for c in rows}
     metrics, items, losses, base_m, base_i = [], [], [], [], []
     read = lambda p: pd.read_csv(p, dtype={"item": str})  # noqa: E731 - items are names, whatever they look like
     for seed in preset.seeds:
-        for cell in CELLS:
+        for cell in rows:
             folder = seed_dir(preset, modality, cell.name, seed)
             if (folder / "metrics.csv").exists():
                 metrics.append(pd.read_csv(folder / "metrics.csv").assign(cell=cell.name, data_size=sizes[cell.name]))
@@ -366,7 +405,7 @@ def load_grid(preset: Preset, modality: str, reference=None) -> Grid:
         pass
     return Grid(modality, tuple(preset.seeds), metrics, cat(items, ["cell", "seed", "task", "item", "num", "den"]),
                 cat(losses, ["cell", "seed", "item", "family", "num", "den"]), base_metrics, base_items,
-                dict(held.entropy), lower, [c.name for c in CELLS], sizes)
+                dict(held.entropy), lower, [c.name for c in rows], sizes)
 
 
 def run_experiment(preset: Preset, modality: str, device=None, progress: bool = True) -> pd.DataFrame:

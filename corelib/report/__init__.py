@@ -9,6 +9,7 @@ from corelib.report.figures import (
     plot_loss_panels,
     plot_overlap,
     plot_pool_overview,
+    plot_pruning_curve,
     plot_scatter,
     plot_score_panels,
 )
@@ -22,4 +23,4 @@ from corelib.report.tables import (
     size_label,
 )
 
-__all__ = ['FIGURE_NAME', 'output_path', 'savefig', 'save_table', 'plot_pool_overview', 'plot_loss_curves', 'plot_score_panels', 'plot_agreement', 'plot_cci_strata', 'plot_coreset_distributions', 'plot_overlap', 'plot_lines', 'plot_scatter', 'plot_loss_panels', 'plot_downstream', 'paper_results', 'paper_style_table', 'save_paper_table', 'size_label', 'experiment_long', 'save_experiment_tables']
+__all__ = ['FIGURE_NAME', 'output_path', 'savefig', 'save_table', 'plot_pool_overview', 'plot_loss_curves', 'plot_score_panels', 'plot_agreement', 'plot_cci_strata', 'plot_coreset_distributions', 'plot_overlap', 'plot_lines', 'plot_scatter', 'plot_loss_panels', 'plot_downstream', 'plot_pruning_curve', 'paper_results', 'paper_style_table', 'save_paper_table', 'size_label', 'experiment_long', 'save_experiment_tables']

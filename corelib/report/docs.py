@@ -20,7 +20,7 @@ from corelib.config import repo_root
 COMMAND = "python -m corelib.report.docs"
 MODALITIES = ("rna", "protein")
 PRESET_ORDER = ("demo", "smoke", "paper")   # presets with tables are shown in this order, any others after
-OUR_TABLE = re.compile(r"^05_(?P<preset>[a-z0-9]+)_(?P<modality>rna|protein)_(?P<kind>table|verdicts)\.md$")
+OUR_TABLE = re.compile(r"^05_(?P<preset>[a-z0-9]+)_(?P<modality>rna|protein)_(?P<kind>table|verdicts|pretraining)\.md$")
 PRETRAINING = re.compile(r"^04_(?P<preset>[a-z0-9]+)_pretraining\.md$")
 PAPER_TABLE = re.compile(r"^05_paper_table(?P<label>[0-9][a-z]?)\.md$")
 
@@ -40,38 +40,60 @@ HEADER = f"""<!-- GENERATED FILE: do not edit. Written by `{COMMAND}` from the t
 # Results
 
 Every table on this page is copied verbatim from a file in [figures/](../figures/), named above it; after a
-run rewrites them, rerun `{COMMAND}` (or `make docs`). Rows are the cells of the paper's
-grid: Raw = untrained network, Random at the budget and at 10x, Top I and CCI with scores from the reference
-model as is (*w/o ft*) and after the one-epoch subset fine-tune, Full pool = the reference model. Values are
-mean ± std over the downstream seeds (one seed in the smoke preset: no ± and no margin beyond a spread);
-**bold** marks the best and <u>underline</u> the second best among the pruned rows, ↓ a lower-is-better
-metric. The verdict tables count, per claim (C1-C3), the metrics where a method's mean beats its baseline's
-and how many margins exceed the larger seed std.
+run rewrites them, rerun `{COMMAND}` (or `make docs`). Rows: the baseline row (*Composition*: the same probes on
+features that know only residue identities), Raw (untrained network), Random / Top I / CCI at the budget and, in
+the demo, at 3x and 10x (*same steps*: trained for the optimiser steps of the budget-sized arm), Top I and CCI
+with scores from the reference model as is (*w/o ft*), Top I on the per-token score, the loss top-k, Random 10x
+(the same epochs as every arm, the paper's protocol) and Random 10x (same steps), and Full pool (the reference
+model). Each value is the mean over the seeds and, in brackets, its 95% interval over seeds and test items; the
+*gate* row says whether a task's probe is informative (Full pool beats Raw and the composition row). Verdict
+tables: per claim, method and baseline, the advantage (+ = the method is better), the Holm-adjusted interval and
+the verdict; under each, the *gate line*: where the Random arm's held-out MLM loss ended against the unigram
+entropy (verdicts need it at least 0.1 nats below).
 
-**Protocol status: the old demo tables were made with the previous protocol.** The demo tables below (tables,
-verdicts and the pretraining summary) come from the previous evaluation protocol: its downstream probes and
-its verdict rule are being replaced, so they are kept only as the record of that run and are to be
-regenerated with the current code (`python -m corelib experiment --preset demo --device cuda`, then
-`{COMMAND}`). The smoke tables are rewritten by every `make reproduce`, so they follow the
-code of the checkout that last ran it.
+**How the demo tables were made.** `python -m corelib experiment --preset demo --modality rna`, then the same
+for `protein` (`make demo`; the pools rebuilt with `python -m corelib data build rna_demo --full` and
+`protein_demo --full`, sha256 as in `data_manifests/*_full.yaml`). Machine: this project's 2-core CPU machine,
+no GPU. The two modalities ran at the same time, one thread each (`OMP_NUM_THREADS=1`): RNA 55 min 54 s and
+protein 56 min 15 s wall, peak RSS 0.9 GB each, all stages included (reference pretraining, two scoring runs of
+100,000 sequences, 14 pretraining runs x 3 seeds, 48 evaluations). Pool: the first 100,000 sequences of each
+full build (a random draw: the file is ordered by sha256 of the id), minus a held-out slice (791 RNA, 529
+protein sequences) that no arm trains on; budget 1% (992 RNA / 994 protein sequences), D_sub 1,000. Sizing:
+[docs/pilot.md](pilot.md).
 
-**How the demo tables were made.** `python -m corelib experiment --preset demo --device cuda` (seeds 0, 1,
-2) on one NVIDIA H100 80GB: both modalities in 317 s wall. On this project's 2-core CPU the same preset takes
-about 3 hours, measured in part for RNA: selection, pretraining of every cell (0.42 s per step at 258 tokens)
-and both scoring runs took 20.5 min; each of the 24 downstream evaluations (8 cells x 3 seeds) then took
-about 2.9 min, mostly the pair head over 256 x 256 pair maps; the run was stopped after the first evaluation
-and the rest extrapolated to about 90 min per modality. Selection and pretraining use seed 0 (A.6). These are
-4-layer models pretrained for minutes on pools of about 5,000 sequences: they neither confirm nor refute the
-paper's results at 23M / 2.78B sequences, which need the paper preset.
+**What the demo measured (3 paired seeds).** The gate passed for both modalities: the Random arm at the budget
+ends 0.159 nats (RNA; 95% interval 0.084-0.234) and 0.169 nats (protein; 0.128-0.210) below the unigram entropy
+of the held-out residues, so these models learned more than residue frequencies, and the held-out MLM loss is
+the one informative comparison. No downstream probe passed its gate: on every task the Full pool encoder does
+not beat the composition baseline (RNA TypeCls: 27.5% against 54.0%), so the probes cannot rank pretraining
+sets at this scale and the claims are judged on the held-out loss alone.
+- **C1** (coreset beats Random at the same budget): not supported. RNA: CCI is ahead by 0.099 nats (Holm interval
+  -0.060 to 0.257) and Top I behind by 0.023: both inconclusive. Protein: CCI even (+0.006, inconclusive),
+  Top I behind by 0.155 nats: **contradicted**.
+- **C2** (coreset beats a random set 10x larger): contradicted under the paper's protocol (the same epochs,
+  so the 10x set gets 10x the steps): RNA Top I by 0.257 and CCI by 0.136 nats, protein Top I by 0.240 nats;
+  protein CCI behind by 0.079, inconclusive. Under the same optimiser steps every comparison is inconclusive
+  (advantages -0.149 to +0.066).
+- **C3** (the fine-tune before scoring helps): not supported. RNA Top I is worse with the fine-tune than
+  without (0.068 nats: **contradicted**); RNA CCI and both protein comparisons are inconclusive.
+- **The curve**: RNA CCI lies below Random at 1x, 3x and 10x (1.126 / 1.146 / 1.129 against 1.224 / 1.259 / 1.191
+  nats) with overlapping intervals; protein CCI follows Random, and Top I is the worst arm at 1x and closes the
+  gap by 10x. At this scale (2-layer models, 130-token crops, 1,000-sequence budgets, 100k pools) the paper's
+  claims do not replicate; they neither confirm nor refute them at 23M / 2.78B sequences.
 
-**How the smoke tables are made.** `make reproduce` runs the smoke preset (first 256 pool sequences, 130
-tokens, a 2-layer model, budget 24, one seed) through notebooks 00-05: the tables check that the pipeline
-runs end to end, and say nothing about the claims.
+**How the smoke tables are made.** `make reproduce` runs the smoke preset (first 256 pool sequences of the
+embedded demo pools, 130 tokens, a 2-layer model, budget 24, seeds 0-2) through notebooks 00-05: the tables check
+that the pipeline runs end to end, and say nothing about the claims.
 """
 
 
+def curve_figure(preset: str, modality: str) -> str:
+    """The file name of a grid's pruning-rate curve (the demo's is figures/05_pruning_curve_<modality>.png)."""
+    return f"05_pruning_curve_{modality}.png" if preset == "demo" else f"05_{preset}_pruning_curve_{modality}.png"
+
+
 def _title(preset: str) -> str:
-    known = {"demo": "Demo preset (previous protocol; to be regenerated)",
+    known = {"demo": "Demo preset: the pruning-rate miniature",
              "smoke": "Smoke preset (what `make reproduce` computes)",
              "paper": "Paper preset (our run)"}
     return known.get(preset, f"Preset `{preset}`")
@@ -99,10 +121,13 @@ def results_markdown(figures: Path | None = None) -> str:
     for preset in _presets(names):
         parts.append(f"## {_title(preset)}\n")
         for modality in MODALITIES:
-            tables = [f"05_{preset}_{modality}_{kind}.md" for kind in ("table", "verdicts")]
+            tables = [f"05_{preset}_{modality}_{kind}.md" for kind in ("table", "verdicts", "pretraining")]
             tables = [t for t in tables if t in names]
             if tables:
                 parts.append(f"### {MODALITY_TITLE[modality]}\n")
+                curve = curve_figure(preset, modality)
+                if (figures / curve).exists():
+                    parts.append(f"![pruning-rate curve, {modality}, {preset} preset](../figures/{curve})\n")
                 parts += [_table(figures, t, used) for t in tables]
         pretraining = f"04_{preset}_pretraining.md"
         if pretraining in names:

@@ -1,6 +1,8 @@
 """Plots of every notebook, legible at notebook width."""
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 
 
@@ -272,4 +274,89 @@ def plot_downstream(summary: pd.DataFrame, title: str = "", columns: int = 4):
     seeds = int(summary["seeds"].max())
     spread = f"mean ± std over {seeds} seeds" if seeds > 1 else "1 seed, so no spread to draw"
     fig.suptitle(f"{title}: {spread}" if title else spread)
+    return fig
+
+
+_CURVE = re.compile(r"^(?P<arm>Random|Top I|CCI)(?: (?P<m>\d+)x)?(?P<steps> \(same steps\))?$")
+
+
+def curve_arm(name: str, protocol: str) -> str | None:
+    """The curve line a grid row belongs to (Random, Top I or CCI at a budget multiple, trained under the
+    curve's `protocol`), or None for a row drawn as a single point."""
+    hit = _CURVE.match(name)
+    if not hit or (hit["m"] and bool(hit["steps"]) != (protocol == "steps")):
+        return None
+    return hit["arm"]
+
+
+def plot_pruning_curve(summary: pd.DataFrame, title: str = "", protocol: str = "steps", columns: int = 3):
+    """Figure 3's pruning-rate curve: per panel (the held-out MLM loss, then each gated task's primary metric)
+    the mean over seeds and its 95% interval against the sequences pretrained on, one line per arm (Random,
+    Top I, CCI), the other rows at the budget as points, Full pool / Raw / the composition baseline as lines."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    main = summary[summary["primary"].astype(bool)]
+    gated = main[(main["section"] == "downstream") & (main["gate"] == "informative")]["task"].unique()
+    tasks = list(dict.fromkeys(main["task"]))
+    panels = [t for t in tasks if t.startswith("held-out")] + [t for t in tasks if t in gated]
+    if not panels:   # no held-out loss and no informative probe: nothing to draw a curve of
+        fig, ax = plt.subplots(figsize=(6, 1.5))
+        ax.axis("off")
+        ax.text(0.5, 0.5, f"{title}: no held-out MLM loss and no informative probe to plot", ha="center", va="center")
+        return fig
+    columns = max(1, min(columns, len(panels)))
+    rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(min(10, 3.6 * columns + 1), 3.1 * rows + 0.9), squeeze=False,
+                             layout="constrained")
+    colours = {"Random": "tab:grey", "Top I": "tab:blue", "CCI": "tab:orange"}
+    markers = iter("sDv^P*X")
+    point_style = {}
+    for ax, task in zip(axes.flat, panels):
+        part = main[main["task"] == task]
+        err = lambda d: np.abs(np.vstack([d["value"] - d["lo"], d["hi"] - d["value"]]).astype(float))  # noqa: E731
+        arms = part.assign(arm=[curve_arm(m, protocol) for m in part["method"]])
+        for arm, line in arms[arms["arm"].notna()].groupby("arm", sort=False):
+            line = line.sort_values("data_size")
+            ax.errorbar(line["data_size"], line["value"], yerr=np.nan_to_num(err(line)), color=colours[arm],
+                        marker="o", ms=4, capsize=3, label=arm)
+        for _, row in arms[arms["arm"].isna() & (arms["kind"] == "pruned")].iterrows():
+            style = point_style.setdefault(row["method"], next(markers, "o"))
+            ax.errorbar([row["data_size"]], [row["value"]], yerr=np.nan_to_num(err(row.to_frame().T)), ls="none",
+                        marker=style, ms=6, capsize=3, color="tab:green" if "ft" in row["method"] else "tab:purple",
+                        mfc="white", label=row["method"] + (" (same epochs)" if row["method"] == "Random 10x"
+                                                            else ""))
+        held = task.startswith("held-out")
+        for _, row in part[part["kind"].isin(["reference", "baseline"])].iterrows():
+            if held and row["method"] == "Raw":   # an untrained network: far above, it would flatten the panel
+                continue
+            ax.axhline(row["value"], ls=":" if row["kind"] == "baseline" else "--", lw=1,
+                       color={"Full pool": "black", "Raw": "tab:red"}.get(row["method"], "tab:brown"),
+                       label=row["method"])
+        if held and "entropy" in part.columns and part["entropy"].notna().any():
+            ax.axhline(float(part["entropy"].dropna().iat[0]), color="tab:red", lw=1, ls="-.",
+                       label="unigram entropy")
+        lower = bool(part["lower_is_better"].iat[0])
+        sizes = sorted(set(arms.loc[arms["arm"].notna(), "data_size"]))
+        if sizes and sizes[0] > 0:
+            ax.set_xscale("log")
+            ax.set_xticks(sizes, [f"{n:,}" for n in sizes])
+            ax.xaxis.set_minor_locator(plt.NullLocator())
+        ax.set_xlabel("sequences pretrained on", fontsize=9)
+        ax.set_title(f"{task}: {part['metric'].iat[0]}" + (" (lower is better)" if lower else ""), fontsize=9)
+        ax.tick_params(labelsize=8)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    handles = {}
+    for ax in axes.flat[:len(panels)]:
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, h)
+    fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncol=4, fontsize=8)
+    matched = "same optimiser steps" if protocol == "steps" else "same epochs"
+    if not len(gated):
+        matched += "; no downstream probe passed its gate, so only the held-out loss is drawn"
+    seeds = int(main["seeds"].max())
+    fig.suptitle(f"{title}: mean and 95% interval over {seeds} seeds and test items;\ncurve arms above the budget "
+                 f"at the {matched}\n(Raw, far above, left out of the held-out panel)" if title else
+                 f"mean and 95% interval over {seeds} seeds", fontsize=10)
     return fig

@@ -143,8 +143,10 @@ def save_experiment_tables(summary: pd.DataFrame, verdicts: pd.DataFrame, preset
     paths = [csv, md]
     shown = verdicts.drop(columns=[c for c in ("statement", "seeds") if c in verdicts.columns])
     vcsv, vmd = save_table(shown, f"05_{preset}_{modality}_verdicts")
-    if verdicts.attrs.get("note"):   # why there are no verdicts, under the table
-        vmd.write_text(vmd.read_text() + f"\n{verdicts.attrs['note']}\n")
+    gate, note = verdicts.attrs.get("gate", ""), verdicts.attrs.get("note", "")
+    below = [line for line in (gate, note if note not in gate else "") if line]
+    if below:   # the gate line, and why there are no verdicts where it does not say, under the table
+        vmd.write_text(vmd.read_text() + "".join(f"\n{line}\n" for line in below))
     paths += [vcsv, vmd]
     if "section" in summary.columns and (summary["section"] == "heldout").any():
         paths += list(save_table(heldout_table(summary), f"05_{preset}_{modality}_heldout"))

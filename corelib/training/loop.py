@@ -19,6 +19,21 @@ from corelib.files import atomic_write
 from corelib.models.loss import per_sequence_loss
 from corelib.runtime import autocast
 
+LATER_KNOBS = ("warmup_fraction", "max_steps")   # TrainingConfig fields newer than some checkpoints
+
+
+def total_steps(cfg: TrainingConfig, n_sequences: int) -> int:
+    """Optimiser steps of a run (A.3): epochs x batches per epoch, capped at `max_steps`."""
+    steps = cfg.epochs * math.ceil(n_sequences / cfg.batch_size)
+    return min(steps, cfg.max_steps) if cfg.max_steps else steps
+
+
+def warmup_steps(cfg: TrainingConfig, n_sequences: int) -> int:
+    """Warm-up steps (A.3): `warmup_fraction` of the run when set (at least 1 unless 0), else `warmup_steps`."""
+    if cfg.warmup_fraction is None:
+        return cfg.warmup_steps
+    return max(int(cfg.warmup_fraction > 0), round(cfg.warmup_fraction * total_steps(cfg, n_sequences)))
+
 
 def lr_factor(step: int, warmup: int, schedule: str) -> float:
     """Linear warm-up over `warmup` steps, then 1/sqrt decay (A.3) or constant (A.5)."""
@@ -71,6 +86,7 @@ def train_mlm(model, tokens, indices, cfg: TrainingConfig, device="cpu", *, mask
     """Train `model` in place with MLM (A.3-A.5); returns the history (step, epoch, loss, lr, and the global
     batch's sequences, real tokens and wall seconds, for throughput).
 
+    The run lasts `total_steps` (epochs, or `max_steps` when that is fewer); warm-up is `warmup_steps`.
     Masks are keyed by (1000 * seed + 1 + epoch, pool index): new masks each epoch, and never the
     scoring masks (keyed by seed). With `out_dir`, `checkpoint.pt` is written atomically every epoch
     and every `save_every` steps, and a rerun resumes from it, skipping the batches already done.
@@ -80,21 +96,25 @@ def train_mlm(model, tokens, indices, cfg: TrainingConfig, device="cpu", *, mask
     model.to(device)
     net = _parallel(model, device, world)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg.warmup_steps, cfg.schedule))
-    run_config = {**asdict(cfg), "mask_prob": mask_prob, "seed": seed}   # a resumed run must match all of it
+    warmup, last = warmup_steps(cfg, len(tokens)), total_steps(cfg, len(tokens))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, warmup, cfg.schedule))
+    # a resumed run must match all of it; knobs added later are left out while unset, so older checkpoints resume
+    run_config = {**{k: v for k, v in asdict(cfg).items() if v is not None or k not in LATER_KNOBS},
+                  "mask_prob": mask_prob, "seed": seed}
     ckpt = Checkpointer(out_dir, run_config, model, opt, sched, save_every=save_every, rank=rank)
     state = ckpt.resume()
-    n_batches = math.ceil(len(tokens) / cfg.batch_size)
-    bar = tqdm(total=cfg.epochs * n_batches, initial=state["epoch"] * n_batches + state["batch"], desc=desc,
+    bar = tqdm(total=last, initial=state["step"], desc=desc,
                unit="batch", disable=not progress or rank != 0, leave=False)
     model.train()
-    while state["epoch"] < cfg.epochs:
+    while state["epoch"] < cfg.epochs and state["step"] < last:
         epoch = state["epoch"]
         batches = mlm_batches(tokens, indices, cfg.batch_size, model.vocab, mask_seed=1000 * seed + 1 + epoch,
                               order_seed=seed + epoch, mask_prob=mask_prob)
         for b, (inputs, labels, _) in enumerate(batches):
             if b < state["batch"]:
                 continue  # resumed mid-epoch: these batches were trained before the kill
+            if state["step"] >= last:
+                break     # max_steps reached mid-epoch (a compute-matched arm)
             row = train_step(net, opt, sched, inputs, labels, model.vocab.pad, device, rank=rank, world=world,
                              precision=precision)
             state["history"].append({"step": state["step"], "epoch": epoch, **row})

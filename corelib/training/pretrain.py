@@ -13,9 +13,11 @@ from corelib.training.loop import train_mlm
 
 
 def pretrain_pool(fasta, modality: str, out_dir, preset, model: str | None = None, indices=None,
-                  epochs: int | None = None, device=None, save_every: int = 200, progress: bool = True):
+                  epochs: int | None = None, steps: int | None = None, device=None, save_every: int = 200,
+                  progress: bool = True):
     """Pretrain a fresh model from scratch on a pool (or on the pool indices of a coreset) and save
-    `model.pt` and `history.csv` in `out_dir` (resumable through `checkpoint.pt`). Returns the model."""
+    `model.pt` and `history.csv` in `out_dir` (resumable through `checkpoint.pt`) (A.3/A.4). `epochs` replaces
+    the preset's; `steps` trains exactly that many optimiser steps (a compute-matched arm). Returns the model."""
     from corelib.models.checkpoints import save_checkpoint
     from corelib.models.masked_lm import build_model
     from corelib.runtime import barrier, dist_context
@@ -32,6 +34,9 @@ def pretrain_pool(fasta, modality: str, out_dir, preset, model: str | None = Non
     tokens = store.gather(idx, preset.data.max_tokens)
     net = build_model(modality, model or preset.model, seed=preset.seed)
     schedule = dataclasses.replace(preset.pretrain, epochs=epochs) if epochs else preset.pretrain  # A.3 / A.4
+    if steps:
+        per_epoch = -(-len(tokens) // schedule.batch_size)
+        schedule = dataclasses.replace(schedule, epochs=-(-steps // per_epoch), max_steps=steps)
     history = train_mlm(net, tokens, idx, schedule, device, mask_prob=preset.data.mask_prob, seed=preset.seed,
                         precision=preset.precision, out_dir=out_dir,
                         save_every=save_every, progress=progress, desc=f"pretrain {modality}", rank=rank, world=world)
@@ -48,5 +53,6 @@ def ensure_pretrained(fasta, modality: str, out_dir, preset, model: str | None =
     with `pretrain_pool`, then reused; returns the path of model.pt."""
     path = Path(out_dir) / "model.pt"
     if not path.exists():
-        pretrain_pool(fasta, modality, out_dir, preset, model=model, device=device, progress=progress)
+        pretrain_pool(fasta, modality, out_dir, preset, model=model, device=device, progress=progress,
+                      epochs=preset.grid.reference_epochs)
     return path
