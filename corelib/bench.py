@@ -10,7 +10,6 @@ pool's length distribution; each ratio beside its target.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -23,9 +22,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from corelib.config import Number
 from corelib.data.manifests import dataset_path
 from corelib.data.pools import load_pool
 from corelib.data.tokens import length_batches, mlm_batches, tokenize
+from corelib.errors import InputError, OneLineParser
 from corelib.influence.fisher import diagonal_fisher, self_influence
 from corelib.influence.hooks import scope_params
 from corelib.models.loss import per_sequence_loss
@@ -347,15 +348,17 @@ def report(f: dict) -> str:
 
 def main(argv=None) -> int:
     """Entry point of `python -m corelib.bench`."""
-    p = argparse.ArgumentParser(prog="python -m corelib.bench")
+    p = OneLineParser(prog="python -m corelib.bench")
     p.add_argument("what", choices=["scoring", "pilot"])
     p.add_argument("--preset", default="demo", help="pilot: the preset whose pool, model, crop and schedule are "
                    "tried (--model and --max-tokens are the scoring benchmark's; the pilot takes the preset's)")
-    p.add_argument("--modality", default="rna", help="pilot: rna or protein")
-    p.add_argument("--lr", type=float, default=None, help="pilot: the pretraining lr (default: the preset's)")
-    p.add_argument("--seed", type=int, default=0, help="pilot: model init, masks and order")
+    p.add_argument("--modality", default="rna", choices=("rna", "protein"), help="pilot: rna or protein")
+    p.add_argument("--lr", type=Number("--lr", float, low=0, low_open=True), default=None,
+                   help="pilot: the pretraining lr (default: the preset's)")
+    p.add_argument("--seed", type=Number("--seed", int, low=0), default=0, help="pilot: model init, masks and order")
     p.add_argument("--model", default="small", help="tiny / small / paper")
-    p.add_argument("--n", type=int, default=64, help="sequences for the throughput figures")
+    p.add_argument("--n", type=Number("--n", int, low=1), default=64,
+                   help="sequences for the throughput figures; pilot: sequences pretrained on")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--max-tokens", type=int, default=1024)
     p.add_argument("--official-n", type=int, default=None,
@@ -371,7 +374,11 @@ def main(argv=None) -> int:
         from corelib.experiment.pilot import pilot_run
 
         over = {"seed": a.seed, "pretrain.batch_size": a.batch_size, **({"pretrain.lr": a.lr} if a.lr else {})}
-        print(json.dumps(pilot_run(get_preset(a.preset, over), a.modality, a.n, device=choose_device(a.device))))
+        try:
+            print(json.dumps(pilot_run(get_preset(a.preset, over), a.modality, a.n, device=choose_device(a.device))))
+        except InputError as exc:   # an unknown preset, a pool not built here: one line
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         return 0
     figures = scoring_benchmark(a.model, a.n, a.batch_size, a.max_tokens, a.device, a.rss_n, official_n=a.official_n,
                                 official_batch=a.official_batch, sources=a.sources.split(",") if a.sources else None)

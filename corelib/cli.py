@@ -11,36 +11,11 @@ import argparse
 import json
 import sys
 
-from corelib.config import check_value, get_preset, knobs
+from corelib.config import NONE, Number, get_preset, knobs
 from corelib.errors import InputError
+from corelib.errors import OneLineParser as _Parser
 
 MODALITIES = ["rna", "protein"]
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line on stderr and exit status 2."""
-
-    def error(self, message):
-        self.exit(2, f"error: {self.prog}: {message}\n")
-
-
-NONE = type("NoneGiven", (), {"__repr__": lambda self: "none"})()
-
-
-class Number:
-    """An argparse `type` that converts a flag's value and checks its range (config knob metadata)."""
-
-    def __init__(self, name: str, kind: type, **meta):
-        self.name, self.kind, self.meta = name, kind, meta
-        self.__name__ = "integer" if kind is int else "number"   # argparse names the type in its errors
-
-    def __call__(self, text: str):
-        if self.meta.get("optional") and text.lower() == "none":
-            return NONE   # an explicit "none" resets an optional field (a plain None means "not given")
-        try:
-            return check_value(self.name, text, self.meta, self.kind)
-        except InputError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 ALIASES = {"pretrain.epochs": "--epochs"}   # short names a verb exposes for a field of a shared class

@@ -6,6 +6,7 @@ each value when it parses it (`corelib.cli`), and `Preset.override` checks overr
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import math
 import os
@@ -51,6 +52,25 @@ def check_value(name: str, value, meta: dict, kind: type):
     if meta.get("choices") and value not in meta["choices"]:
         raise InputError(f"{name}: {value!r} is not one of {', '.join(map(str, meta['choices']))}")
     return value
+
+
+NONE = type("NoneGiven", (), {"__repr__": lambda self: "none"})()
+
+
+class Number:
+    """An argparse `type` that converts a flag's value and checks its range (config knob metadata)."""
+
+    def __init__(self, name: str, kind: type, **meta):
+        self.name, self.kind, self.meta = name, kind, meta
+        self.__name__ = "integer" if kind is int else "number"   # argparse names the type in its errors
+
+    def __call__(self, text: str):
+        if self.meta.get("optional") and text.lower() == "none":
+            return NONE   # an explicit "none" resets an optional field (a plain None means "not given")
+        try:
+            return check_value(self.name, text, self.meta, self.kind)
+        except InputError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 @dataclass(frozen=True)

@@ -37,13 +37,19 @@ def atomic_gzip(path, write) -> Path:
     return atomic_write(path, to_tmp)
 
 
-def record_settings(path, settings: dict, ignore=(), write: bool = True) -> list[str]:
+def record_settings(path, settings: dict, ignore=(), write: bool = True, defaults: dict | None = None) -> list[str]:
     """Compare `settings` with the JSON recorded at `path` (keys in `ignore` aside) and return the keys
-    that differ; with none recorded yet, record them (if `write`) and return []."""
+    that differ; with none recorded yet, record them (if `write`) and return []. With `defaults` (every current
+    key's default value), a record older than the settings still matches: a key it lacks counts as equal when
+    its value is the default, and a key no longer among the settings is ignored."""
     path = Path(path)
     now = {k: v for k, v in json.loads(json.dumps(settings)).items() if k not in ignore}
     if path.exists():
         before = {k: v for k, v in json.loads(path.read_text()).items() if k not in ignore}
+        if defaults is not None:
+            defaults = json.loads(json.dumps(defaults))
+            before = {**{k: v for k, v in now.items() if k not in before and v == defaults.get(k)},
+                      **{k: v for k, v in before.items() if k in now}}
         return sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
     if write:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -22,3 +22,16 @@ def test_benchmark_prints_every_ratio_with_its_target(tmp_path, capsys):
     figures = json.loads(out.read_text())
     assert 0 < figures["bf16_jaccard_topk"] <= 1 and -1 <= figures["bf16_spearman"] <= 1
     assert figures["official_sequences"] == 8
+
+
+@pytest.mark.parametrize("argv, says", [(["--modality", "dna"], "--modality"), (["--n", "0"], "--n"),
+                                         (["--lr", "-1"], "--lr"), (["--preset", "huge"], "unknown preset 'huge'"),
+                                         ([], "not built here")])
+def test_pilot_bad_input_is_one_line_exit_2(argv, says, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CORELIB_CACHE", str(tmp_path))   # the demo's full pool is not built there
+    try:
+        status = main(["pilot", "--preset", "demo", *argv])
+    except SystemExit as exc:   # a usage error, raised while parsing
+        status = exc.code
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1 and says in err, err

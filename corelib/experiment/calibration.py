@@ -124,7 +124,8 @@ def simulate(shape: Shape, grids: int, effect: float = 0.0, noise: NoiseModel = 
             "c1_top_i_supported": float(np.concatenate(power).mean()),
             "gates_passed": float(np.concatenate(gates).mean()),
             "learned_passed": float(np.concatenate(learned).mean()),
-            "sd": sds, "rows": sum(len(CLAIMS[c][1]) * max(1, len(CLAIMS[c][2])) for c in CLAIMS) * (len(shape.tasks) + (shape.heldout > 0))}
+            "sd": sds, "rows": sum(len(claims.baselines_of(c, m)) for c in CLAIMS for m in CLAIMS[c][1])
+            * (len(shape.tasks) + (shape.heldout > 0))}
 
 
 def calibrate(shape: Shape, grids: int = 1000, noise: NoiseModel = NoiseModel(), seed: int = 0,

@@ -312,7 +312,7 @@ def gate_line(grid) -> str:
         return "gate: no held-out MLM loss of the Random arm yet"
     lo, hi = a.learned_est.interval(stats.ALPHA)
     gap = float(a.learned_est.mean[0])
-    state = "passed: verdicts below" if a.learned[0] and a.seeds >= 2 else why_no_verdicts(a, entropy, 0)
+    state = why_no_verdicts(a, entropy, 0) or "passed: verdicts below"
     return (f"gate: Random's held-out MLM loss is {gap:+.3f} nats from the unigram entropy {entropy:.3f} "
             f"(95% interval [{float(lo[0]):+.3f}, {float(hi[0]):+.3f}]; needed: <= -{GATE_MARGIN}) - {state}")
 

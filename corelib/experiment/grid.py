@@ -19,7 +19,6 @@ Every file is written once and skipped when present, so an interrupted grid resu
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,10 +112,9 @@ def heldout_slice(preset: Preset, modality: str, fasta=None, n_pool: int | None 
 
 def cell_steps(preset: Preset, n_pool: int) -> int:
     """Optimiser steps of the 1x arm (A.3): the budget every compute-matched ("same steps") arm is given."""
-    from corelib.selection.methods import resolve_budget
     from corelib.training.loop import total_steps
 
-    return total_steps(preset.pretrain, min(n_pool, resolve_budget(n_pool, preset.selection.budget)))
+    return total_steps(preset.pretrain, cell_size(Cell("Random", "random", 1, None), preset, n_pool))
 
 
 def cell_size(cell: Cell, preset: Preset, n_pool: int) -> int:
@@ -142,13 +140,7 @@ def check_settings(preset: Preset, modality: str) -> None:
     from corelib.files import record_settings
 
     path = experiment_dir(preset, modality) / "settings.json"
-    now, default = preset.flat(), Preset().flat()
-    recorded = json.loads(path.read_text()) if path.exists() else now
-    # a knob newer than the folder, at its default value, is what that folder was run with; a knob since removed
-    # changes nothing
-    newer = tuple(k for k in now if k not in recorded and now[k] == default.get(k))
-    removed = tuple(k for k in recorded if k not in now)
-    diff = record_settings(path, now, ignore=("seeds", *newer, *removed))
+    diff = record_settings(path, preset.flat(), ignore=("seeds",), defaults=Preset().flat())
     if diff:
         raise InputError(f"{path}: this grid was run with other settings ({', '.join(diff)}); "
                          f"delete {path.parent} or use the same preset")

@@ -15,7 +15,7 @@ import numpy as np
 
 from corelib.config import Preset
 from corelib.data.store import pool_size, token_store
-from corelib.data.tokens import get_vocab
+from corelib.data.tokens import get_vocab, residue_entropy
 from corelib.evaluation.intrinsic import heldout_mlm_loss
 from corelib.experiment.claims import GATE_MARGIN
 from corelib.layout import RunLayout
@@ -23,14 +23,6 @@ from corelib.models.masked_lm import build_model
 from corelib.training.loop import total_steps, train_mlm
 
 PILOT_SEED = 123   # the draw of held-out and training sequences
-
-
-def token_entropy(tokens: list[np.ndarray]) -> float:
-    """Entropy (nats) of the residue frequencies of token arrays, <cls>/<eos> left out (Section 3.2's loss of a
-    model that knows only residue frequencies)."""
-    _, counts = np.unique(np.concatenate([t[1:-1] for t in tokens]), return_counts=True)
-    p = counts / counts.sum()
-    return float(-(p * np.log(p)).sum())
 
 
 def pilot_run(preset: Preset, modality: str, n: int, heldout: int = 600, device="cpu") -> dict:
@@ -48,7 +40,8 @@ def pilot_run(preset: Preset, modality: str, n: int, heldout: int = 600, device=
     seconds = time.perf_counter() - started
     loss = heldout_mlm_loss(net, held_tokens, ["pilot"] * len(held), get_vocab(modality), mask_seed=7,
                             mask_prob=preset.data.mask_prob, device=device)
-    value, entropy = float(loss["num"].sum() / loss["den"].sum()), token_entropy(held_tokens)
+    # the entropy of the residue frequencies, counted on the tokens between <cls> and <eos>
+    value, entropy = float(loss["num"].sum() / loss["den"].sum()), residue_entropy(t[1:-1] for t in held_tokens)
     return {"modality": modality, "model": preset.model, "n": int(n), "max_tokens": preset.data.max_tokens,
             "lr": cfg.lr, "batch_size": cfg.batch_size, "epochs": cfg.epochs, "steps": total_steps(cfg, n),
             "seed": preset.seed, "seconds": round(seconds, 1), "heldout_loss": round(value, 4),
