@@ -8,10 +8,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
 from corelib.data.tokens import mlm_batches, residue_entropy
 from corelib.errors import InputError
+from corelib.models.loss import per_sequence_loss
 
 
 @torch.no_grad()
@@ -28,10 +28,8 @@ def heldout_mlm_loss(encoder, tokens: list, families, vocab, mask_seed: int, mas
     num, den = np.zeros(len(tokens)), np.zeros(len(tokens))
     for inputs, labels, idx in mlm_batches(tokens, np.arange(len(tokens)), batch_size, vocab, mask_seed,
                                            order_seed=None, mask_prob=mask_prob):
-        logits = encoder(inputs.to(device)).float()
         labels = labels.to(device)
-        ce = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100, reduction="none")
-        num[idx] = ce.sum(1).double().cpu().numpy()
+        num[idx] = per_sequence_loss(encoder(inputs.to(device)), labels, "sum").double().cpu().numpy()
         den[idx] = (labels != -100).sum(1).cpu().numpy()
     return pd.DataFrame({"item": ids, "family": [str(f) for f in families], "num": num, "den": den})
 

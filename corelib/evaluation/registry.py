@@ -134,7 +134,7 @@ def _labels(task: Task, df: pd.DataFrame, classes: list | None):
         col = task.kind.split(":")[1]
         return np.array([classes.index(v) for v in df[col]])
     if task.kind == "pairs":
-        return [_pair_matrix(len(seq), metrics.pairs_from_dotbracket(structure), MIN_LOOP)
+        return [_pair_matrix(len(seq), metrics.pairs_from_dotbracket(structure), task.min_separation)
                 for seq, structure in zip(df["seq"], df["structure"])]
     if task.kind == "ss3":
         return [np.array([SS3.index(c) for c in s]) for s in df["ss3"]]
@@ -144,7 +144,7 @@ def _labels(task: Task, df: pd.DataFrame, classes: list | None):
         return df["label"].to_numpy()
     if task.kind == "distance":
         return [np.nan_to_num(d, nan=-1.0) for d in df["distances"]]
-    return [_mask_near(contact_map(ca_coordinates(c)).astype(np.float32), MIN_CONTACT) for c in df["ca"]]
+    return [_mask_near(contact_map(ca_coordinates(c)).astype(np.float32), task.min_separation) for c in df["ca"]]
 
 
 def _pair_matrix(n: int, pairs, min_sep: int) -> np.ndarray:
