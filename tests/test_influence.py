@@ -8,7 +8,7 @@ import torch
 
 from corelib.data import get_vocab, load_pool, mlm_batches, tokenize
 from corelib.influence import diagonal_fisher, resolve_damping, scope_params, self_influence
-from corelib.models import MaskedLM, build_model, per_sequence_loss
+from corelib.models import MaskedLM, build_model, get_family, per_sequence_loss
 
 DAMPING = 1e-3
 
@@ -68,7 +68,8 @@ def test_hugging_face_esm_with_tied_decoder_matches_the_oracle(tmp_path):
     cfg = EsmConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                     intermediate_size=64, pad_token_id=vocab.pad, mask_token_id=vocab.mask,
                     max_position_embeddings=1026, position_embedding_type="absolute")
-    model = MaskedLM(EsmForMaskedLM(cfg), "hf", "protein", {"family": "hf"})
+    net = EsmForMaskedLM(cfg)
+    model = MaskedLM(net, "hf-esm", "protein", get_family("hf-esm").spec_of(net))
     assert model.net.lm_head.decoder.weight is model.net.esm.embeddings.word_embeddings.weight
     tokens, idx = _tokens("protein", n=8)
     _, got = _ours(model, tokens, idx, "all", batch_size=3)

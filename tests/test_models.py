@@ -96,7 +96,7 @@ def test_hugging_face_masked_lm_folder_loads_offline(tmp_path):
     x = _tokens("protein")
     expected = net.eval()(input_ids=x, attention_mask=(x != v.pad).long()).logits
     assert torch.allclose(model(x), expected, atol=1e-6)
-    with pytest.raises(InputError, match="vocabulary of 33 tokens"):
+    with pytest.raises(InputError, match=r"mask_token_id 32 in its config, but corelib's rna vocabulary has '<mask>' at 24"):
         load_checkpoint(tmp_path / "hf", "rna")
 
 

@@ -229,6 +229,6 @@ def test_probe_layers_offer_every_layer_of_small_models_and_twelve_of_deep_ones(
 
     from corelib.evaluation.features import probe_layers
 
-    assert probe_layers(SimpleNamespace(spec={"layers": 4})) == [1, 2, 3, 4]
-    deep = probe_layers(SimpleNamespace(spec={"layers": 33}))
+    assert probe_layers(SimpleNamespace(n_layers=4)) == [1, 2, 3, 4]
+    deep = probe_layers(SimpleNamespace(n_layers=33))
     assert len(deep) == 12 and deep[0] == 1 and deep[-1] == 33

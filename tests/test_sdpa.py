@@ -10,7 +10,7 @@ import torch
 
 from corelib.data import load_pool, mlm_batches, pad_batch, tokenize
 from corelib.errors import InputError
-from corelib.models import MODEL_PRESETS, build_model, build_net, per_sequence_loss
+from corelib.models import MODEL_PRESETS, build_model, get_family, per_sequence_loss
 
 LENGTHS = [37, 120, 64, 9, 150, 88, 23, 101]   # residues kept of each demo sequence: a ragged batch
 
@@ -23,7 +23,8 @@ def _tokens(modality):
 def _pair(modality, seed=11):
     """Our model (SDPA by default) and a fresh fair-esm network with the same state_dict, its default path."""
     ours = build_model(modality, "tiny", seed=seed).eval()
-    theirs = build_net(MODEL_PRESETS[(modality, "tiny")], modality)
+    spec = MODEL_PRESETS[(modality, "tiny")]
+    theirs = get_family(spec.family).build(spec, modality)   # fair-esm's own modules, not yet prepared
     theirs.load_state_dict(ours.net.state_dict())
     return ours, theirs.eval()
 

@@ -50,29 +50,12 @@ def apc_at(maps: np.ndarray, i, j) -> np.ndarray:
     return flat[:, i * n + j] + flat[:, j * n + i] - r[:, i] * r[:, j] / total
 
 
-def n_layers(encoder) -> int:
-    """Section 4.2 probes: transformer layers of an encoder."""
-    return int(encoder.spec["layers"])
-
-
 def probe_layers(encoder) -> list[int]:
     """Section 4.2 probes: the layers whose states the probes read, 1..n (at most MAX_LAYERS of them, evenly
     spaced, the last always in). Layer 0, the token embedding, is a lookup table: the composition baselines
     cover it."""
-    n = n_layers(encoder)
+    n = encoder.n_layers
     return sorted({int(round(v)) for v in np.linspace(1, n, min(n, MAX_LAYERS))})
-
-
-def _forward(encoder, x: torch.Tensor, attention: bool, layers: list[int]):
-    """States of `layers` (B, len(layers), T, C) and, if asked, all attention maps (B, n, heads, T, T)."""
-    if encoder.kind == "hf":
-        out = encoder.net(input_ids=x, attention_mask=encoder._hf_mask(x), output_hidden_states=True,
-                          output_attentions=attention)
-        reps = torch.stack([out.hidden_states[k] for k in layers], 1)
-        return reps, (torch.stack(out.attentions, 1) if attention else None)
-    out = encoder.net(x, repr_layers=layers, need_head_weights=attention)
-    reps = torch.stack([out["representations"][k] for k in layers], 1)
-    return reps, (out["attentions"] if attention else None)
 
 
 @torch.no_grad()
@@ -88,12 +71,12 @@ def forward_features(encoder, tokens: list, attention: bool = False, device="cpu
         width = len(tokens[order[min(start + batch_size, len(order)) - 1]])
         size = batch_size
         if attention:
-            maps = n_layers(encoder) * int(encoder.spec["heads"]) * width * width
+            maps = encoder.n_layers * int(encoder.spec["heads"]) * width * width
             size = max(1, min(batch_size, ATTENTION_BUDGET // maps))
         rows = order[start : start + size]
         start += size
         x = torch.from_numpy(pad_batch([tokens[i].astype(np.int64) for i in rows], encoder.vocab.pad)).to(device)
-        reps, attn = _forward(encoder, x, attention, layers)
+        reps, attn = encoder.states(x, layers, attention)
         attn = attn.float().flatten(1, 2).cpu().numpy() if attention else None
         reps = reps.float().cpu().numpy()
         for b, i in enumerate(rows):
@@ -104,7 +87,7 @@ def forward_features(encoder, tokens: list, attention: bool = False, device="cpu
 def fingerprint(encoder) -> str:
     """Section 4.2 feature cache key: a hash of an encoder's parameters and buffers."""
     h = hashlib.blake2b(digest_size=16)
-    h.update(f"{encoder.kind}:{encoder.modality}".encode())
+    h.update(f"{encoder.family.name}:{encoder.modality}".encode())
     for name, t in encoder.state_dict().items():
         h.update(name.encode())
         h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())

@@ -1,13 +1,23 @@
-"""Model layer: masked-LM architectures, local checkpoints, the per-sequence MLM loss."""
+"""Model layer: one masked-LM interface over the model families (fair-esm RNA-FM / ESM-2, transformers ESM-C /
+ESM, multimolecule RNA-FM), local checkpoints, the vocabulary contract and the per-sequence MLM loss."""
 from corelib.models.checkpoints import get_model, load_checkpoint, save_checkpoint
+from corelib.models.families import FAMILIES, Family, ModelSpec, get_family
 from corelib.models.loss import per_sequence_loss
-from corelib.models.masked_lm import (
-    MAX_POSITIONS,
-    MODEL_PRESETS,
-    MaskedLM,
-    ModelSpec,
-    build_model,
-    build_net,
-)
+from corelib.models.masked_lm import MODEL_PRESETS, MaskedLM, build_model
+from corelib.models.vocabulary import check_vocabulary, fed_ids
 
-__all__ = ['ModelSpec', 'MODEL_PRESETS', 'MAX_POSITIONS', 'MaskedLM', 'build_net', 'build_model', 'load_checkpoint', 'save_checkpoint', 'get_model', 'per_sequence_loss']
+__all__ = [
+    "FAMILIES",
+    "MODEL_PRESETS",
+    "Family",
+    "MaskedLM",
+    "ModelSpec",
+    "build_model",
+    "check_vocabulary",
+    "fed_ids",
+    "get_family",
+    "get_model",
+    "load_checkpoint",
+    "per_sequence_loss",
+    "save_checkpoint",
+]
