@@ -28,7 +28,7 @@ _WHERE = {
     "top_k": "corelib.selection",              # Top-k influence
     "pretrain_pool": "corelib.training",       # pretraining from scratch (A.3/A.4)
     "evaluate_encoder": "corelib.evaluation",  # downstream tasks (Section 4.2, Appendix B)
-    "run_experiment": "corelib.experiment",    # the Tables 1-3 grid
+    "GridRun": "corelib.experiment",           # the Tables 1-3 grid of a preset and modality
     "savefig": "corelib.report",               # figures/NN_name.png
 }
 __all__ = sorted(_WHERE)

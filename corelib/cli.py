@@ -104,13 +104,14 @@ def _diagnose(args) -> int:
 
 def _score(args) -> int:
     from corelib.data.manifests import dataset_path
-    from corelib.influence.scoring import run_scoring
+    from corelib.influence.scoring import ScoringArguments, run_scoring
 
     preset = _preset_from(args)
     _check_model(args.model, args.modality)
-    path = run_scoring(dataset_path(args.fasta), args.modality, args.out, preset, checkpoint=args.checkpoint,
-                       finetune=not args.no_finetune, compat=args.compat, device=args.device,
-                       skip_nonfinite=args.skip_nonfinite, progress=not args.quiet)
+    scoring = ScoringArguments(checkpoint=args.checkpoint, finetune=not args.no_finetune, compat=args.compat,
+                               skip_nonfinite=args.skip_nonfinite)
+    path = run_scoring(dataset_path(args.fasta), args.modality, args.out, preset, scoring, device=args.device,
+                       progress=not args.quiet)
     print(f"scores -> {path}")
     return 0
 
@@ -130,38 +131,53 @@ def _pretrain(args) -> int:
 
 
 def _experiment(args) -> int:
-    from corelib.experiment.claims import gate_line, summarize, verdicts
-    from corelib.experiment.grid import evaluate_cells, pretrain_cells, pretraining_summary
-    from corelib.report.docs import curve_figure
-    from corelib.report.figures import plot_pruning_curve
-    from corelib.report.output import save_table, savefig
-    from corelib.report.tables import save_experiment_tables
+    from corelib.experiment.grid import GridRun
+    from corelib.layout import RunLayout
 
     preset = _preset_from(args)
     _check_model(args.model, args.modality)
     modalities = MODALITIES if args.modality == "both" else [args.modality]
-    if args.simulate_null is not None:   # no grid: the verdicts' calibration on simulated grids of this shape
+    if args.simulate_null is not None:   # the verdicts' calibration on simulated grids (fitted to a run when there is one)
         from corelib.experiment.calibration import calibration_report
 
         for modality in modalities:
-            print("\n".join(calibration_report(preset, modality, args.simulate_null)))
+            grid = None
+            if RunLayout(preset).grid_settings(modality).exists():
+                grid = GridRun(preset, modality, progress=False).load()
+            print("\n".join(calibration_report(preset, modality, args.simulate_null, grid)))
         return 0
     for modality in modalities:
-        reference = getattr(args, f"{modality}_reference")
-        histories = pretrain_cells(preset, modality, device=args.device, progress=not args.quiet, reference=reference)
+        run = GridRun(preset, modality, reference=getattr(args, f"{modality}_reference"), device=args.device,
+                      progress=not args.quiet)
+        run.pretrain()
         if args.stage == "pretrain":
             continue
-        summary = summarize(evaluate_cells(preset, modality, device=args.device, progress=not args.quiet,
-                                           reference=reference))
-        paths = save_experiment_tables(summary, verdicts(summary), preset.name, modality)
-        entropy = summary.attrs["grid"].entropy.get("all")
-        pretraining = pretraining_summary(histories, entropy).drop(columns=["seconds", "tokens_per_s"])  # machine-free
-        paths += save_table(pretraining, f"05_{preset.name}_{modality}_pretraining")
-        for path in paths:
+        run.evaluate()
+        for path in run.write_report():
             print(f"{modality}: {path}")
-        fig = plot_pruning_curve(summary, f"{modality}, {preset.name} preset", preset.grid.curve_protocol)
-        print(f"{modality}: {savefig(fig, curve_figure(preset.name, modality).removesuffix('.png'))}")
-        print(f"{modality}: {gate_line(summary)}")
+        print(f"{modality}: {run.gate_line()}")
+    return 0
+
+
+def _evaluate(args) -> int:
+    from corelib.data.manifests import dataset_path
+    from corelib.evaluation.intrinsic import evaluate_fasta
+    from corelib.files import atomic_write
+    from corelib.runtime import choose_device
+
+    result = evaluate_fasta(args.checkpoint, dataset_path(args.fasta), args.modality, args.max_tokens, args.mask_prob,
+                            args.mask_seed, args.limit, args.batch_size, choose_device(args.device))
+    print(f"held-out MLM loss on masked positions: {result['loss']:.4f} nats ({result['sequences']} sequences, "
+          f"{result['masked_tokens']} masked tokens, every one fed <mask>)")
+    print(f"unigram entropy of those residues:     {result['entropy']:.4f} nats (the floor of a model that reads no "
+          f"context)")
+    print(f"gap (loss - entropy):                  {result['gap']:+.4f} nats (negative: the model uses context)")
+    for source, r in result["sources"].items():
+        print(f"  {source}: loss {r['loss']:.4f}, entropy {r['entropy']:.4f}, gap {r['gap']:+.4f} "
+              f"({r['sequences']} sequences, {r['masked_tokens']} masked tokens)")
+    if args.json:
+        atomic_write(args.json, lambda tmp: tmp.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n"))
+        print(f"-> {args.json}")
     return 0
 
 
@@ -287,6 +303,23 @@ def build_parser() -> argparse.ArgumentParser:
                    "with a 1-SD effect) through the verdict code; print the false-supported rate and the power")
     _preset_flags(e, ["data", "finetune", "pretrain", "scoring", "selection", "downstream", "grid"])
     e.set_defaults(func=_experiment)
+
+    ev = sub.add_parser("evaluate", help="the intrinsic metric of a checkpoint on a FASTA: MLM loss on masked "
+                        "positions (all fed <mask>), the entropy of those residues, the gap; overall and per source")
+    ev.add_argument("--checkpoint", required=True, help="our .pt, RNA-FM .pth, fair-esm .pt or a Hugging Face folder")
+    ev.add_argument("--fasta", required=True, help="the held-out sequences: a FASTA path or a data set name")
+    ev.add_argument("--modality", required=True, choices=MODALITIES)
+    ev.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    ev.add_argument("--max-tokens", type=Number("--max-tokens", int, low=3, high=1024), default=1024,
+                    help="evaluation window incl. <cls>/<eos>; longer sequences are read through a fixed seeded window")
+    ev.add_argument("--mask-prob", type=Number("--mask-prob", float, low=0, high=1, low_open=True, high_open=True),
+                    default=0.15, help="share of residues evaluated (default 0.15)")
+    ev.add_argument("--mask-seed", type=Number("--mask-seed", int, low=0), default=7919,
+                    help="seed of the evaluation masks (default: the experiment grid's)")
+    ev.add_argument("--limit", type=Number("--limit", int, low=1), default=None, help="only the first N sequences")
+    ev.add_argument("--batch-size", type=Number("--batch-size", int, low=1), default=32)
+    ev.add_argument("--device", default=None, help="cpu, cuda (default: CUDA when available)")
+    ev.set_defaults(func=_evaluate)
 
     r = sub.add_parser("run-notebooks", help="execute every notebook headless with papermill")
     r.add_argument("--preset", default="smoke", help="smoke / demo / paper")

@@ -158,8 +158,10 @@ class GridConfig:
                                choices=("epochs", "steps"))
     reference_epochs: int | None = knob(None, "epochs of the Full pool reference (default: pretrain.epochs)", low=1,
                                         optional=True)
-    scores: str = knob("per-seed", "one scoring run (D_sub, fine-tune, Fisher) per seed, or one shared by all seeds "
-                       "(seed `seed`'s)", choices=("per-seed", "shared"))
+    extra_seeds: int | None = knob(None, "seeds (the first of `seeds`) of the secondary arms: the curve above 1x, the "
+                                   "score variants and C2 under the same epochs (default: all)", low=1, optional=True)
+    scoring_draws: int = knob(3, "independent scoring runs (each its own D_sub, subset fine-tune and Fisher); seed s "
+                              "selects from draw s mod this", low=1)
 
 
 SECTIONS = {"data": DataConfig, "finetune": TrainingConfig, "pretrain": TrainingConfig, "scoring": ScoringConfig,
@@ -265,13 +267,13 @@ def _demo() -> Preset:
     # on the curve, D_sub 1% of the pool; the tiny model at 130 tokens, lr 3e-3 (the pilot's: 1,000 sequences x
     # 10 epochs end 0.15 nats below the unigram entropy), warm-up 1.6% of each run and a fine-tune lr of 0.1 x
     # the pretraining lr (the paper's ratios). Curve arms above 1x get the 1x arm's steps (compute-matched);
-    # C2's 10x arm runs under both protocols. One scoring run serves all seeds (see the README's demo section).
+    # C2's 10x arm runs under both protocols. One scoring draw serves all seeds (see the README's demo section).
     return Preset(name="demo", model="tiny").override({
         "data.rna_pool": "rna_full", "data.protein_pool": "protein_full", "data.pool_limit": 100_000,
         "data.max_tokens": 130, "pretrain.lr": 3e-3, "pretrain.warmup_fraction": 0.016, "finetune.lr": 3e-4,
         "finetune.warmup_fraction": 0.016, "scoring.subset_size": 1000, "selection.budget": 0.99,
         "grid.budgets": (1, 3, 10), "grid.curve_protocol": "steps", "grid.reference_epochs": 1,
-        "grid.scores": "shared", "downstream.epochs": 10, "downstream.lr": 1e-3})
+        "grid.scoring_draws": 1, "downstream.epochs": 10, "downstream.lr": 1e-3})
 
 
 def _paper() -> Preset:

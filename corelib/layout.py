@@ -4,9 +4,13 @@ modality; `figures_dir` is where figures and tables go (CORELIB_FIGURES points i
 runs/<preset>/
     reference/<modality>/model.pt          reference model pretrained on the pool (stand-in for RNA-FM / ESM)
     scores/<modality>_{ft,noft}[_scope]/   score folders (scores.parquet + scores.json, Section 3.2)
-    experiment/<modality>/settings.json    the preset a grid was run with
-    experiment/<modality>/<cell>/          coreset/, model.pt, history.csv, metrics_seed<S>.csv
-    experiment/<modality>/tables/          the grid's tables
+    experiment/<modality>/                 the Tables 1-3 grid (`corelib.experiment.GridRun`):
+        settings.json                      the preset it was run with
+        heldout/                           the held-out slice (heldout.csv, manifest.json)
+        full_pool/                         the Full pool reference (model.pt, history.csv)
+        scores/draw<D>_{ft,noft}/          scoring draw D, with and without the subset fine-tune
+        baselines/seed<S>/                 metrics.csv, items.csv of the composition baseline rows
+        <cell>/seed<S>/                    coreset/, model.pt, history.csv, metrics.csv, items.csv, heldout.csv
     notebooks/                             executed copies of the notebooks (`make reproduce`)
 """
 from __future__ import annotations
@@ -77,17 +81,37 @@ class RunLayout:
         """The Tables 1-3 grid of one modality."""
         return self.root / "experiment" / modality
 
+    def grid_settings(self, modality: str) -> Path:
+        """The preset a grid was run with (a rerun with other settings is refused)."""
+        return self.experiment(modality) / "settings.json"
+
+    def heldout(self, modality: str) -> Path:
+        """The grid's held-out slice."""
+        return self.experiment(modality) / "heldout"
+
     def cell(self, modality: str, cell: str) -> Path:
-        """One grid cell's folder (its coreset, model and metrics)."""
+        """One grid cell's folder (its seeds' folders)."""
         return self.experiment(modality) / slug(cell)
 
-    def coreset(self, modality: str, cell: str) -> Path:
-        """One grid cell's coreset folder."""
-        return self.cell(modality, cell) / "coreset"
+    def grid_reference(self, modality: str) -> Path:
+        """The grid's Full pool reference, pretrained on the pool less the held-out slice."""
+        return self.cell(modality, "Full pool")
 
-    def tables(self, modality: str) -> Path:
-        """The grid's tables of one modality."""
-        return self.experiment(modality) / "tables"
+    def grid_scores(self, modality: str, draw: int, finetune: bool) -> Path:
+        """Scoring draw `draw` of the grid (its D_sub, fine-tune and Fisher), with or without the fine-tune."""
+        return self.experiment(modality) / "scores" / f"draw{draw}_{'ft' if finetune else 'noft'}"
+
+    def seed_dir(self, modality: str, cell: str, seed: int) -> Path:
+        """One grid cell at one seed: its coreset, model, history and evaluation files."""
+        return self.cell(modality, cell) / f"seed{seed}"
+
+    def coreset(self, modality: str, cell: str, seed: int) -> Path:
+        """One grid cell's coreset folder at one seed."""
+        return self.seed_dir(modality, cell, seed) / "coreset"
+
+    def baselines(self, modality: str, seed: int) -> Path:
+        """The composition baseline rows of the grid at one seed."""
+        return self.experiment(modality) / "baselines" / f"seed{seed}"
 
     def notebooks(self) -> Path:
         """Executed copies of the notebooks."""

@@ -67,7 +67,7 @@ def test_the_best_baseline_row_is_the_one_that_must_be_beaten():
     g = make_grid({"T": {"Full pool": [10, 11, 12], "Composition (weak)": [0, 0, 0], "Composition (strong)": [9, 9, 9]}})
     a, _, _ = claims.assess_grid(g)
     assert not a.gate[0, 0]
-    assert list(a.best_baseline[0]) == [list(claims.task_data(g)[0][0].baselines).index("Composition (strong)")]
+    assert list(a.best_baseline[0]) == [list(claims.comparison_axes(g)[0][0].baselines).index("Composition (strong)")]
 
 
 def test_verdicts_by_hand_supported_contradicted_inconclusive_and_not_tested():
@@ -86,8 +86,12 @@ def test_verdicts_by_hand_supported_contradicted_inconclusive_and_not_tested():
     level = 1 - top["level"]
     assert top["lo"] == pytest.approx(3 - sps.t.ppf(1 - level / 2, 2) * se)
     assert top["verdict"] == "supported"
+    # the minimum detectable effect at 80% power and the comparison's Holm level, with its df
+    assert top["mde"] == pytest.approx((sps.t.ppf(1 - level / 2, 2) + sps.t.ppf(0.8, 2)) * se)
+    assert top["seeds"] == 3
     assert v.loc[("C1", "CCI", "T2"), "verdict"] == "contradicted"
-    assert v.loc[("C1", "Top I", "held-out MLM"), "verdict"] == "inconclusive"     # identical losses: p = 1
+    held = v.loc[("C1", "Top I", "held-out MLM")]                                  # identical losses: p = 1
+    assert held["verdict"] == f"inconclusive: no difference larger than {held['mde']:.3g} detected"
     assert v.loc[("C2", "Top I", "T2"), "verdict"] == "supported"                  # Random 10x is at 0 too
     assert v.loc[("C3", "Top I", "T2"), "baseline"] == "Top I (w/o ft)"
     assert v.loc[("C3", "Top I", "T2"), "verdict"] == "supported"
@@ -143,7 +147,8 @@ def test_c2_is_judged_under_both_protocols():
 
 def test_one_seed_gives_no_verdict():
     g = make_grid(GATED, seeds=(0,), held={a: [0.5] for a in ARMS})
-    assert set(verdicts(g)["verdict"]) <= {"no verdict: one seed", "not tested: probe not informative at this scale"}
+    assert set(verdicts(g)["verdict"]) <= {"no verdict: 1 seed(s) in common",
+                                           "not tested: probe not informative at this scale"}
     assert "seed" in claims.no_verdict_reason(g)
 
 
@@ -172,18 +177,18 @@ def test_the_table_path_equals_the_array_path_and_is_deterministic():
             arms[arm] = stats.resample(m.to_numpy()[None], np.ones(n), w)
         b = g.baseline_items[g.baseline_items["task"] == task].pivot(index="seed", columns="item", values="num")
         base = {"Baseline": stats.resample(b.sort_index(axis=1, key=lambda c: c.map(str)).to_numpy()[None], np.ones(n), w)}
-        tasks.append(claims.TaskData(task, "primary", False, arms, base))
+        tasks.append(claims.Axis(task, "primary", False, arms, base))
     h = g.heldout
     num = h.pivot_table(index=["cell", "seed"], columns="item", values="num").sort_index(axis=1, key=lambda c: c.map(str))
     den = h.pivot_table(index=["cell", "seed"], columns="item", values="den").sort_index(axis=1, key=lambda c: c.map(str))
     wh = claims._weights(claims.HELDOUT_TASK, num.shape[1], stats.REPLICATES)
-    held = claims.TaskData(claims.HELDOUT_TASK, "loss", True,
+    held = claims.Axis(claims.HELDOUT_TASK, "loss", True,
                            {a: stats.resample(num.loc[a].to_numpy()[None], den.loc[a].to_numpy()[None], wh)
                             for a in h["cell"].unique()}, {})
     a = claims.assess(tasks, held, g.entropy["all"])
     assert v["advantage"].to_numpy() == pytest.approx(a.mean[0])
     assert v["p"].to_numpy() == pytest.approx(a.p[0], nan_ok=True)
-    assert list(v["verdict"]) == [claims.VERDICT_TEXT[c] for c in a.verdict[0]]
+    assert [t.split(":")[0] for t in v["verdict"]] == [claims.VERDICT_TEXT[c].split(":")[0] for c in a.verdict[0]]
     again = synthetic_grid(Shape(3, {"A": 30, "B": 20}, 12), effect=2.0, seed=3)
     pd.testing.assert_frame_equal(verdicts(again), v)
 

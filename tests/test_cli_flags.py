@@ -19,10 +19,11 @@ REQUIRED = {
     ("pretrain",): ["--fasta", "x.fa", "--modality", "rna", "--out", "o"],
     ("experiment",): [],
     ("diagnose",): ["--scores", "s"],
+    ("evaluate",): ["--checkpoint", "m.pt", "--fasta", "x.fa", "--modality", "rna"],
     ("run-notebooks",): [],
 }
 # Flags for which 0 is a meaningful value (written from what each quantity means, not read from the code).
-ZERO_OK = {"--finetune-warmup-fraction", "--pretrain-warmup-fraction", "--sample", "--seed", "--hard-cutoff", "--save-every", "--finetune-weight-decay", "--pretrain-weight-decay",
+ZERO_OK = {"--mask-seed", "--finetune-warmup-fraction", "--pretrain-warmup-fraction", "--sample", "--seed", "--hard-cutoff", "--save-every", "--finetune-weight-decay", "--pretrain-weight-decay",
            "--finetune-warmup-steps", "--pretrain-warmup-steps", "--scoring-damping", "--selection-hard-cutoff"}
 
 

@@ -6,18 +6,9 @@ import numpy as np
 import pytest
 
 from corelib.errors import InputError
-from corelib.evaluation import (
-    MIN_LOOP,
-    TASKS,
-    Task,
-    decode_pairs,
-    evaluate_encoder,
-    pair_density,
-    registry,
-    score,
-    score_task,
-    task_data,
-)
+from corelib.evaluation import TASKS, Task, TaskData, evaluate_encoder, registry, score
+from corelib.evaluation.kinds import MIN_LOOP, decode_pairs, pair_density
+from corelib.evaluation.scoring import score_task
 
 
 def _task(name):
@@ -42,13 +33,13 @@ def test_pair_density_counts_pairs_per_nucleotide():
 
 
 def test_structure_labels_are_cropped_with_the_tokens_and_mask_close_pairs():
-    data = task_data(_task("SecStruct"), "rna", max_tokens=42, limits=(20, 5))
-    for tok, lab in zip(*data["train"]):
+    data = TaskData.load(_task("SecStruct"), "rna", max_tokens=42, limits=(20, 5))
+    for tok, lab in zip(data.train.tokens, data.train.labels):
         n = len(tok) - 2
         assert lab.shape == (n, n) and np.array_equal(lab, lab.T)
         assert (lab[np.abs(np.subtract.outer(range(n), range(n))) < MIN_LOOP] == -1).all()
         assert ((lab > 0).sum(0) <= 1).all()   # a base pairs with one partner at most
-    assert sum(int((lab > 0).sum()) for lab in data["train"][1]) > 0
+    assert sum(int((lab > 0).sum()) for lab in data.train.labels) > 0
 
 
 def test_perfect_predictions_score_perfectly():
@@ -91,12 +82,12 @@ def test_every_task_has_one_primary_metric_among_its_scores():
 
 
 def test_task_data_has_train_valid_test_and_item_ids():
-    data = task_data(_task("TypeCls"), "rna", max_tokens=42, limits=(30, 10), seed=1)
-    assert [len(data[s][0]) for s in ("train", "valid", "test")] == [30, 10, 10]
-    assert [len(data["ids"][s]) for s in ("train", "valid", "test")] == [30, 10, 10]
-    assert not set(data["ids"]["test"]) & (set(data["ids"]["train"]) | set(data["ids"]["valid"]))
-    again = task_data(_task("TypeCls"), "rna", max_tokens=42, limits=(30, 10), seed=1)
-    assert again["ids"] == data["ids"]
+    data = TaskData.load(_task("TypeCls"), "rna", max_tokens=42, limits=(30, 10), seed=1)
+    assert [len(data.splits[s].tokens) for s in ("train", "valid", "test")] == [30, 10, 10]
+    assert [len(data.splits[s].ids) for s in ("train", "valid", "test")] == [30, 10, 10]
+    assert not set(data.test.ids) & (set(data.train.ids) | set(data.valid.ids))
+    again = TaskData.load(_task("TypeCls"), "rna", max_tokens=42, limits=(30, 10), seed=1)
+    assert [p.ids for p in again.splits.values()] == [p.ids for p in data.splits.values()]
 
 
 def test_primary_and_secondary_metrics_are_flagged():

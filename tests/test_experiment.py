@@ -11,20 +11,28 @@ import pandas as pd
 import pytest
 
 from corelib.config import get_preset
-from corelib.experiment import CELLS, cell_size, cells, evaluate_cells, pretrain_cells, summarize, verdicts
+from corelib.evaluation.intrinsic import HELDOUT_MASK_SEED
+from corelib.experiment import CELLS, GridRun, cell_size, cells, summarize, verdicts
 from corelib.experiment import grid as experiment
 from corelib.experiment import heldout as held_mod
 from corelib.layout import slug
 
 
 def test_cell_names_sizes_and_folders():
-    assert [c.name for c in CELLS] == ["Raw", "Random", "Top I", "CCI", "Top I (w/o ft)", "CCI (w/o ft)",
-                                       "Top I per token", "Loss top-k", "Random 10x", "Random 10x (same steps)",
-                                       "Full pool"]
+    assert [c.name for c in CELLS] == ["Raw", "Random", "Top I", "CCI", "Top I (residues)", "CCI (residues)",
+                                       "Top I (w/o ft)", "CCI (w/o ft)", "Top I (w/o ft, residues)",
+                                       "CCI (w/o ft, residues)", "Top I per token", "Loss top-k", "Random 10x",
+                                       "Random 10x (same steps)", "Full pool"]
     assert slug("Top I (w/o ft)") == "top_i_wo_ft" and slug("Random 10x") == "random_10x"
+    assert slug("CCI (w/o ft, residues)") == "cci_wo_ft_residues"
     p = get_preset("smoke")
-    assert [cell_size(c, p, 256) for c in CELLS] == [0, 24, 24, 24, 24, 24, 24, 24, 240, 240, 256]
-    ten = CELLS[8]
+    assert [cell_size(c, p, 256) for c in CELLS] == [0] + [24] * 11 + [240, 240, 256]
+    by = {c.name: c for c in CELLS}
+    assert {n for n, c in by.items() if c.budget == "residues"} == {"Top I (residues)", "CCI (residues)",
+                                                                    "Top I (w/o ft, residues)", "CCI (w/o ft, residues)"}
+    assert {n for n, c in by.items() if c.seeds == "draws"} == {"Top I (w/o ft)", "CCI (w/o ft)",
+                                                                "Top I (w/o ft, residues)", "CCI (w/o ft, residues)"}
+    ten = by["Random 10x"]
     assert cell_size(ten, p.override({"selection.budget": 0.5}), 100) == 100   # 10 x 50 capped at the pool
     assert [c.protocol for c in CELLS if c.name.startswith("Random 10x")] == ["epochs", "steps"]
 
@@ -44,15 +52,23 @@ def test_the_pruning_curve_cells_of_a_preset():
     assert "Top I 3x" in epochs and epochs.count("Random 10x") == 1 and "Random 10x (same steps)" in epochs
 
 
-def test_heldout_slice_by_hand():
-    # 5% of a source, rounded up, by the smallest sha256("heldout:" + id); < 20 sequences: none; at most 300
-    records = [(i, f"a{i}", "A", "fa", "ACGU") for i in range(41)] + [(41 + i, f"b{i}", "B", "fb", "GG") for i in range(19)]
-    table = held_mod.choose_heldout(records)
-    ranked = sorted(range(41), key=lambda i: held_mod.heldout_key(f"a{i}"))[:3]     # ceil(0.05 * 41) = 3
-    assert table["index"].tolist() == sorted(ranked) and set(table["source"]) == {"A"}
+def test_heldout_clusters_by_hand():
+    # whole clusters, in the order of their first-keyed member (sha256("heldout:" + id)); per source 5% rounded up,
+    # < 20 sequences: none, at most 300; a cluster larger than 50 never held out
+    ids = [f"a{i}" for i in range(41)] + [f"b{i}" for i in range(19)] + [f"c{i}" for i in range(60)]
+    sources = ["A"] * 41 + ["B"] * 19 + ["C"] * 60
+    clusters = [i // 2 for i in range(41)] + [100 + i for i in range(19)] + [200] * 60   # pairs; singles; one big
+    evaluated, excluded = held_mod.choose_heldout(ids, sources, clusters)
+    key = held_mod.heldout_key
+    firsts = sorted((min((k for k in range(41) if k // 2 == c), key=lambda k: key(ids[k])) for c in range(21)),
+                    key=lambda k: key(ids[k]))[:3]                               # ceil(0.05 * 41) = 3 clusters of A
+    assert evaluated.tolist() == sorted(firsts)
+    assert excluded.tolist() == sorted(k for k in range(41) if k // 2 in {f // 2 for f in firsts})
     assert held_mod.quota(10_000) == 300 and held_mod.quota(19) == 0 and held_mod.quota(20) == 1
-    again = held_mod.choose_heldout(list(reversed(records)))                         # order does not matter
-    assert again["id"].tolist() == table["id"].tolist()
+    order = np.random.default_rng(0).permutation(len(ids))                       # the pool's order does not matter
+    again, _ = held_mod.choose_heldout([ids[k] for k in order], [sources[k] for k in order],
+                                       [clusters[k] for k in order])
+    assert sorted(ids[order[k]] for k in again) == sorted(ids[k] for k in evaluated)
 
 
 # ----------------------------------------------------------------------------- the grid with fakes
@@ -73,12 +89,12 @@ class Fakes:
         pd.DataFrame({"loss": [3.0, 2.9], "sequences": [1, 1], "tokens": [10, 10], "seconds": [0.1, 0.1]}).to_csv(
             out_dir / "history.csv", index=False)
 
-    def run_scoring(self, fasta, modality, out, preset, checkpoint=None, finetune=True, device=None, progress=True,
-                    exclude=None):
+    def run_scoring(self, fasta, modality, out, preset, args, device=None, progress=True):
         from corelib.data.fasta import read_fasta
         from corelib.selection.files import write_scores
 
-        self.scoring.append({"out": out, "seed": preset.seed, "finetune": finetune, "checkpoint": str(checkpoint),
+        finetune, exclude = args.finetune, args.exclude
+        self.scoring.append({"out": out, "seed": preset.seed, "finetune": finetune, "checkpoint": str(args.checkpoint),
                              "exclude": None if exclude is None else set(np.asarray(exclude).tolist())})
         ids = [r.id for _, r in zip(range(preset.data.pool_limit), read_fasta(fasta, modality))]
         rng = np.random.default_rng([preset.seed, finetune])
@@ -136,18 +152,20 @@ def tiny_grid(tmp_path, monkeypatch):
 
 def test_seeds_vary_everything_but_the_selection_and_no_arm_sees_the_heldout_slice(tiny_grid, fakes, tmp_path):
     p = tiny_grid
-    histories = pretrain_cells(p, "rna", progress=False)
+    run = GridRun(p, "rna", progress=False)
+    histories = run.pretrain()
     root = tmp_path / "smoke" / "experiment" / "rna"
     held = pd.read_csv(root / "heldout" / "heldout.csv")
     assert len(held) >= 1 and json.loads((root / "heldout" / "manifest.json").read_text())["rule"] == held_mod.RULE
-    heldout = set(held["index"])
-    # the reference: once, at the preset's seed, on the pool less the held-out slice
+    heldout = set(np.load(root / "heldout" / "excluded.npy").tolist())
+    assert set(held["index"]) <= heldout
+    # the reference: once, at the preset's seed, on the pool less the held-out clusters
     ref = [c for c in fakes.pretrain if c["out"] == root / "full_pool"]
     assert len(ref) == 1 and ref[0]["seed"] == p.seed and set(ref[0]["indices"]) == set(range(60)) - heldout
-    # one scoring run per seed and variant (its D_sub and masks), all from the reference model
+    # one scoring run per draw (3 draws: seed s selects from draw s) and variant, all from the reference model
     assert sorted((c["seed"], c["finetune"]) for c in fakes.scoring) == [(s, f) for s in (0, 1, 2) for f in (False, True)]
     assert {c["checkpoint"] for c in fakes.scoring} == {str(root / "full_pool" / "model.pt")}
-    assert {c["out"].name for c in fakes.scoring} == {f"seed{s}_{v}" for s in (0, 1, 2) for v in ("ft", "noft")}
+    assert {c["out"].name for c in fakes.scoring} == {f"draw{s}_{v}" for s in (0, 1, 2) for v in ("ft", "noft")}
     assert all(c["exclude"] == heldout for c in fakes.scoring)   # D_sub never draws a held-out sequence
     # every pruned cell at every seed pretrained with that seed, never on a held-out sequence
     cells = [c for c in fakes.pretrain if c["out"].parent != root]
@@ -159,29 +177,34 @@ def test_seeds_vary_everything_but_the_selection_and_no_arm_sees_the_heldout_sli
     assert len(np.load(root / "random_10x" / "seed1" / "coreset" / "indices.npy")) == 30
     # the notebooks' view: each cell's history at the preset's seed
     assert sorted(histories) == sorted(c.name for c in CELLS if c.multiple != 0)
-    assert experiment.pretraining_histories(p, "rna")["seed"].nunique() == 4    # seeds 0-2 and the reference (-1)
+    assert run.histories()["seed"].nunique() == 4    # seeds 0-2 and the reference (-1)
 
-    grid = evaluate_cells(p, "rna", progress=False)
+    grid = run.evaluate()
     for cell in CELLS:
         for s in (0, 1, 2):
             assert all((root / slug(cell.name) / f"seed{s}" / f).exists() for f in ("metrics.csv", "items.csv", "heldout.csv"))
     assert sorted(fakes.evaluations) == sorted([0, 1, 2] * len(CELLS))
-    assert set(fakes.heldout_calls) == {held_mod.HELDOUT_MASK_SEED}                # the same masks for every arm and seed
+    assert set(fakes.heldout_calls) == {HELDOUT_MASK_SEED}                # the same masks for every arm and seed
     assert set(grid.heldout["item"]) == set(held["id"].astype(str))
     assert set(grid.baselines["row"]) == {"Composition"} and grid.seeds == (0, 1, 2)
-    assert grid.entropy["all"] == pytest.approx(json.loads((root / "heldout" / "manifest.json").read_text())["entropy"]["all"])
+    manifest = json.loads((root / "heldout" / "manifest.json").read_text())
+    assert grid.entropy["pooled"] == pytest.approx(manifest["entropy"]["all"])
+    weights = manifest["weights"]                       # the overall floor weights the sources by their pool share
+    assert grid.entropy["all"] == pytest.approx(sum(w * manifest["entropy"][s] for s, w in weights.items())
+                                                / sum(weights.values()))
 
     # resumable: nothing is redone, nothing rewritten, the same grid comes back
     stamps = {f: f.stat().st_mtime_ns for f in root.rglob("*") if f.is_file()}
     n_pre, n_score, n_eval = len(fakes.pretrain), len(fakes.scoring), len(fakes.evaluations)
-    pretrain_cells(p, "rna", progress=False)
-    again = evaluate_cells(p, "rna", progress=False)
+    again = GridRun(p, "rna", progress=False)
+    again.pretrain()
+    again = again.evaluate()
     assert (len(fakes.pretrain), len(fakes.scoring), len(fakes.evaluations)) == (n_pre, n_score, n_eval)
     assert {f: f.stat().st_mtime_ns for f in root.rglob("*") if f.is_file()} == stamps
     pd.testing.assert_frame_equal(grid.items, again.items)
     pd.testing.assert_frame_equal(verdicts(grid), verdicts(again))
     (root / "cci" / "seed1" / "items.csv").unlink()                     # recomputed from scratch: identical
-    pd.testing.assert_frame_equal(grid.items, evaluate_cells(p, "rna", progress=False).items)
+    pd.testing.assert_frame_equal(grid.items, GridRun(p, "rna", progress=False).evaluate().items)
     s = summarize(grid)
     assert set(s.loc[s["primary"], "method"]) == {"Composition", *[c.name for c in CELLS]}
 
@@ -215,38 +238,35 @@ def test_the_real_grid_runs_resumes_and_gives_the_same_files(tiny_grid, tmp_path
     # real tiny models for reference, scoring and pretraining; the evaluation is faked
     f = Fakes()
     monkeypatch.setattr(experiment, "_evaluation", f.evaluation)
-    p = tiny_grid.override(seeds=(0, 1))
-    pretrain_cells(p, "rna", progress=False)
-    first = evaluate_cells(p, "rna", progress=False)
+    p = tiny_grid.override({"seeds": (0, 1), "grid.scoring_draws": 2})
+    first = GridRun(p, "rna", progress=False).run()
     root = tmp_path / "smoke" / "experiment" / "rna"
     stamps = {x: x.stat().st_mtime_ns for x in root.rglob("*") if x.is_file()}
-    pretrain_cells(p, "rna", progress=False)
-    again = evaluate_cells(p, "rna", progress=False)
+    again = GridRun(p, "rna", progress=False).run()
     assert {x: x.stat().st_mtime_ns for x in root.rglob("*") if x.is_file()} == stamps
     pd.testing.assert_frame_equal(first.metrics, again.metrics)
-    heldout = set(pd.read_csv(root / "heldout" / "heldout.csv")["index"])
+    heldout = set(np.load(root / "heldout" / "excluded.npy").tolist())
     for s in (0, 1):
         for cell in ("random", "random_10x", "top_i_wo_ft", "cci_wo_ft", "top_i", "cci"):
             idx = np.load(root / cell / f"seed{s}" / "coreset" / "indices.npy")
             assert not set(idx) & heldout and len(set(idx)) == len(idx)
-        meta = json.loads((root / "scores" / f"seed{s}_ft" / "scores.json").read_text())
+        meta = json.loads((root / "scores" / f"draw{s}_ft" / "scores.json").read_text())
         assert meta["seed"] == s
     assert len(np.load(root / "random_10x" / "seed0" / "coreset" / "indices.npy")) == 30
 
 
-def test_shared_scores_and_compute_matched_arms(tiny_grid, fakes, tmp_path):
-    from corelib.experiment.grid import cell_steps
-
-    p = tiny_grid.override({"grid.scores": "shared", "grid.budgets": (2,), "grid.curve_protocol": "steps",
+def test_one_scoring_draw_and_compute_matched_arms(tiny_grid, fakes, tmp_path):
+    p = tiny_grid.override({"grid.scoring_draws": 1, "grid.budgets": (2,), "grid.curve_protocol": "steps",
                             "grid.reference_epochs": 2, "pretrain.batch_size": 2, "pretrain.epochs": 3})
-    pretrain_cells(p, "rna", progress=False)
+    run = GridRun(p, "rna", progress=False)
+    run.pretrain()
     root = tmp_path / "smoke" / "experiment" / "rna"
-    # one scoring run per variant, the preset's seed's, used by every seed's cells
-    assert sorted((c["seed"], c["finetune"]) for c in fakes.scoring) == [(p.seed, False), (p.seed, True)]
+    # one scoring run per variant, draw 0, used by every seed's cells
+    assert sorted((c["seed"], c["finetune"]) for c in fakes.scoring) == [(0, False), (0, True)]
     meta = json.loads((root / "cci" / "seed2" / "coreset" / "manifest.json").read_text())
-    assert (meta["seed"], meta["scoring_seed"]) == (2, p.seed)
+    assert (meta["seed"], meta["scoring_draw"]) == (2, 0)
     # same-steps arms get the 1x arm's steps: 3 epochs x ceil(3 / 2) batches; the others train by epochs
-    assert cell_steps(p, 57) == 3 * 2
+    assert len(run.train_indices) == 60 - len(run.heldout.excluded) and run.steps == 3 * 2
     steps = {(c["out"].parent.name, c["seed"]): c["steps"] for c in fakes.pretrain if c["out"].parent != root}
     assert steps[("random_2x_same_steps", 1)] == steps[("random_10x_same_steps", 0)] == 6
     assert steps[("random_10x", 0)] is None and steps[("top_i", 2)] is None
@@ -261,17 +281,18 @@ def test_experiment_cli_bad_preset_is_one_line_exit_2(cli):
 def test_a_grid_folder_refuses_another_presets_settings(tiny_grid, cli):
     from corelib.errors import InputError
 
-    experiment.check_settings(tiny_grid, "rna")
-    experiment.check_settings(tiny_grid.override(seeds=(0, 1)), "rna")   # more seeds: more files, same grid
+    check = lambda preset: GridRun(preset, "rna", progress=False).check_settings()  # noqa: E731
+    check(tiny_grid)
+    check(tiny_grid.override(seeds=(0, 1)))   # more seeds: more files, same grid
     with pytest.raises(InputError, match="other settings \\(selection.budget\\)"):
-        experiment.check_settings(tiny_grid.override({"selection.budget": 5}), "rna")
+        check(tiny_grid.override({"selection.budget": 5}))
     # a folder recorded before the grid.* knobs existed: their default values are what it was run with
-    path = experiment.experiment_dir(tiny_grid, "rna") / "settings.json"
+    path = GridRun(tiny_grid, "rna").layout.grid_settings("rna")
     old = {k: v for k, v in json.loads(path.read_text()).items() if not k.startswith("grid.")}
     path.write_text(json.dumps({**old, "grid.retired_knob": 3}))   # and a knob since removed
-    experiment.check_settings(tiny_grid, "rna")
-    with pytest.raises(InputError, match="other settings \\(grid.scores\\)"):
-        experiment.check_settings(tiny_grid.override({"grid.scores": "shared"}), "rna")
+    check(tiny_grid)
+    with pytest.raises(InputError, match="other settings \\(grid.scoring_draws\\)"):
+        check(tiny_grid.override({"grid.scoring_draws": 1}))
 
 
 def test_a_given_reference_checkpoint_scores_the_pool_and_is_the_full_pool_row(tiny_grid, tmp_path):
@@ -281,13 +302,14 @@ def test_a_given_reference_checkpoint_scores_the_pool_and_is_the_full_pool_row(t
 
     ref = save_checkpoint(build_model("rna", "tiny", seed=11), tmp_path / "released.pt")
     p = tiny_grid.override(seeds=(0,))
-    histories = pretrain_cells(p, "rna", progress=False, reference=ref)
+    run = GridRun(p, "rna", progress=False, reference=ref)
+    histories = run.pretrain()
     root = tmp_path / "smoke" / "experiment" / "rna"
     assert "Full pool" not in histories and not (tmp_path / "smoke" / "reference").exists()
     assert not (root / "full_pool" / "model.pt").exists()
-    full = experiment.cell_model(CELLS[-1], p, "rna", reference=ref)
+    full = run.model(CELLS[-1], 0)
     assert all(torch.equal(a, b) for a, b in zip(full.parameters(), build_model("rna", "tiny", seed=11).parameters()))
-    meta = json.loads((root / "scores" / "seed0_ft" / "scores.json").read_text())
+    meta = json.loads((root / "scores" / "draw0_ft" / "scores.json").read_text())
     assert str(ref) in json.dumps(meta)
 
 

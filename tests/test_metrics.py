@@ -56,7 +56,7 @@ def test_contact_precision_by_hand():
 
 
 def test_per_item_auc_and_spearman_by_hand():
-    from corelib.evaluation import auc_items, spearman_items
+    from corelib.evaluation.kinds import auc_items, spearman_items
 
     # positives 0.35 (one negative below) and 0.8 (two below): AUC = 3 / (2 x 2); item i: 100 n c_i / (P N)
     assert auc_items([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]).tolist() == [0.0, 0.0, 100.0, 200.0]

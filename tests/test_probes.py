@@ -11,27 +11,22 @@ from scipy.stats import spearmanr
 from sklearn import metrics as skm
 
 from corelib.config import get_preset
-from corelib.data import get_vocab, mlm_mask, residue_entropy, tokenize
-from corelib.evaluation import (
-    TASKS,
-    Evaluation,
-    Task,
-    evaluate_baselines,
-    evaluate_encoder,
-    family_losses,
-    heldout_mlm_loss,
-    kmer_features,
-    pair_onehot,
-    probe_sequences,
-    score,
-    symmetric_apc,
-    unigram_entropy,
-    window_features,
-)
-from corelib.evaluation.features import apc_at, forward_features
+from corelib.data import get_vocab, mlm_mask, tokenize
+from corelib.evaluation import TASKS, Evaluation, Task, TaskData, evaluate_baselines, evaluate_encoder, score
+from corelib.evaluation.baselines import kmer_features, pair_onehot, window_features
+from corelib.evaluation.features import apc_at, forward_features, symmetric_apc
+from corelib.evaluation.intrinsic import family_losses, heldout_mlm_loss, masked_entropy, masked_residues
+from corelib.evaluation.probes import probe_sequences
+from corelib.evaluation.task_data import Split
 from corelib.models import build_model, per_sequence_loss
 
 SYN = Task("Syn", "none", "class:label", "typecls", "-", "ACC")
+
+
+def _syn(labels: dict) -> TaskData:
+    """A synthetic two-class task's splits: labels only (the probes read features given beside them)."""
+    return TaskData(SYN, "rna", 0, [0, 1], {s: Split(None, y, [f"{s}{i}" for i in range(len(y))])
+                                            for s, y in labels.items()})
 
 
 def _task(name):
@@ -82,12 +77,12 @@ def test_layer_is_chosen_on_the_valid_split():
     y = {s: rng.integers(0, 2, n) for s, n in (("train", 200), ("valid", 120), ("test", 120))}
     leak = {s: (y[s][:, None] * 4.0 if s == "train" else 0) + rng.normal(size=(len(y[s]), 8)) for s in y}
     weak = {s: y[s][:, None] * 1.0 + rng.normal(size=(len(y[s]), 8)) for s in y}
-    data = {s: (None, y[s]) for s in y} | {"classes": [0, 1]}
+    data = _syn(y)
     cands = {1: (leak["train"], leak["valid"], leak["test"]), 2: (weak["train"], weak["valid"], weak["test"])}
-    outputs, info = probe_sequences(SYN, cands, data, seed=0)
+    outputs, info = probe_sequences(data, cands, seed=0)
     assert info["choice"] == 2
     assert skm.accuracy_score(y["test"], outputs.argmax(1)) > 0.75
-    only_leak, info1 = probe_sequences(SYN, {1: cands[1]}, data, seed=0)
+    only_leak, info1 = probe_sequences(data, {1: cands[1]}, seed=0)
     assert info1["valid"] < 65 and skm.accuracy_score(y["test"], only_leak.argmax(1)) < 0.65
 
 
@@ -169,9 +164,8 @@ def test_kmer_baseline_learns_kmer_presence_and_nothing_else():
     cands = {k: (kmer_features(toks[:360], "rna", k), kmer_features(toks[360:480], "rna", k),
                  kmer_features(toks[480:], "rna", k)) for k in (1, 2, 3, 4)}
     for labels, lo, hi in ((presence, 0.9, 1.0), (coin, 0.35, 0.65)):
-        data = {"train": (None, labels[:360]), "valid": (None, labels[360:480]), "test": (None, labels[480:]),
-                "classes": [0, 1]}
-        outputs, info = probe_sequences(SYN, cands, data, seed=0)
+        data = _syn({"train": labels[:360], "valid": labels[360:480], "test": labels[480:]})
+        outputs, info = probe_sequences(data, cands, seed=0)
         assert lo <= skm.accuracy_score(labels[480:], outputs.argmax(1)) <= hi
         if labels is presence:
             assert info["choice"] >= 3
@@ -204,7 +198,7 @@ def test_untrained_attention_probe_is_not_above_the_one_hot_pair_baseline_on_rna
 
 
 # ----------------------------------------------------------------------------- intrinsic
-def test_heldout_mlm_loss_uses_fixed_masks_per_sequence_and_family():
+def test_heldout_mlm_loss_feeds_mask_at_fixed_positions_per_sequence_and_family():
     seqs = ["ACGUAGCUAGCUAGCAUCGAUCGA", "GGGGCCCCAAAAUUUU", "ACGUAGCUAGCAUGCAUGCAUCGAUCGAUGCAUGCAUGCA"]
     toks, vocab = tokenize(seqs, "rna", 130), get_vocab("rna")
     enc = build_model("rna", "tiny", seed=0)
@@ -213,14 +207,18 @@ def test_heldout_mlm_loss_uses_fixed_masks_per_sequence_and_family():
     again = heldout_mlm_loss(enc, toks, ["a", "b", "a"], vocab, mask_seed=5, mask_prob=0.15)
     assert np.allclose(tab["num"], again["num"], atol=1e-5)                       # same masks, any batching
     for k, t in enumerate(toks):
-        inputs, labels = mlm_mask(t.astype(np.int64), k, 5, vocab, 0.15)
+        inputs, labels = mlm_mask(t.astype(np.int64), k, 5, vocab, 0.15, mask_only=True)
         assert tab["den"][k] == (labels != -100).sum() == round(0.15 * len(seqs[k]))
+        assert (inputs[labels != -100] == vocab.mask).all()            # nothing visible to copy
         with torch.no_grad():
             ref = per_sequence_loss(enc(torch.from_numpy(inputs)[None]), torch.from_numpy(labels)[None]).item()
         assert tab["num"][k] / tab["den"][k] == pytest.approx(ref, rel=1e-4)
     fam = family_losses(tab)
     assert fam["a"] == pytest.approx((tab["num"][0] + tab["num"][2]) / (tab["den"][0] + tab["den"][2]))
-    assert unigram_entropy(seqs) == residue_entropy(seqs)
+    counts = masked_residues(toks, ["a", "b", "a"], vocab, mask_seed=5, mask_prob=0.15)
+    picked = np.concatenate([t[mlm_mask(t.astype(np.int64), k, 5, vocab, 0.15)[1] != -100] for k, t in enumerate(toks)])
+    freq = np.unique(picked, return_counts=True)[1] / picked.size
+    assert masked_entropy(counts)["all"] == pytest.approx(-(freq * np.log(freq)).sum())   # of the masked residues
     assert abs(fam.mean() - np.log(len(vocab))) < 1.0   # an untrained model sits near ln(vocabulary)
 
 

@@ -114,10 +114,15 @@ def test_experiment_tables_show_mean_interval_gates_verdicts_and_the_heldout_los
     md = paths[1].read_text().splitlines()
     header = [c.strip() for c in md[0].split("|")[1:-1]]
     assert header == ["method", "kind", "data_size", "Aff primary", "Bin primary", "held-out MLM loss ↓"]
-    assert paths[3].read_text().strip().splitlines()[-1].startswith("gate: Random's held-out MLM loss is ")
-    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[1:-1]] for line in md[2:]}
-    assert list(rows) == ["Baseline", "Raw", "Random", "Random 10x", "Random 10x (same steps)", "Top I (w/o ft)",
-                          "CCI (w/o ft)", "Top I", "CCI", "Full pool", "gate"]
+    verdict_md = paths[3].read_text()
+    assert verdict_md.strip().splitlines()[-1].startswith("gate: Random's held-out MLM loss is ")
+    assert verdict_md.startswith("Rule: `advantage` = method - baseline") and "Columns: `budget`" in verdict_md
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[1:-1]] for line in md[2:]
+            if line.startswith("|")}
+    assert list(rows) == ["Baseline", "Raw", "Random", "Top I", "CCI", "Top I (residues)", "CCI (residues)",
+                          "Random 10x", "Random 10x (same steps)", "Top I (w/o ft)", "CCI (w/o ft)",
+                          "Top I (w/o ft, residues)", "CCI (w/o ft, residues)", "Full pool", "gate"]
+    assert "clipped to the metric's range" in paths[1].read_text()
     assert rows["gate"][3:] == ["informative", "informative", "the Random arm learned"]
     # mean [lo, hi] with 4 significant digits, as save_table rounds
     numbers = pd.read_csv(paths[0])
@@ -126,9 +131,9 @@ def test_experiment_tables_show_mean_interval_gates_verdicts_and_the_heldout_los
     s = summary[(summary["method"] == "Top I") & (summary["task"] == "Aff")].iloc[0]
     assert top["Aff primary"] == float(f"{s['value']:.4g}") and top["Aff primary lo"] < top["Aff primary"]
     verdict = pd.read_csv(paths[2])
-    assert list(verdict.columns) == ["claim", "method", "baseline", "task", "metric", "advantage", "lo", "hi", "level",
-                                     "p", "p_holm", "verdict"]
-    assert set(verdict["verdict"]) <= {"supported", "inconclusive", "contradicted"}
+    assert list(verdict.columns) == ["claim", "method", "baseline", "budget", "task", "metric", "advantage", "lo", "hi",
+                                     "level", "p", "p_holm", "seeds", "mde", "verdict"]
+    assert {v.split(":")[0] for v in verdict["verdict"]} <= {"supported", "inconclusive", "contradicted"}
     assert set(verdict.loc[verdict["claim"] == "C2", "baseline"]) == {"Random 10x", "Random 10x (same steps)"}
     held = pd.read_csv(paths[4])
     assert set(held["family"]) == {"all", "simulated"}
@@ -137,7 +142,8 @@ def test_experiment_tables_show_mean_interval_gates_verdicts_and_the_heldout_los
     flat = synthetic_grid(Shape(3, {"Aff": 30}, 12), NoiseModel(reference=0.0), seed=2)
     paths = save_experiment_tables(summarize(flat), verdicts(flat), "smoke", "rna")
     assert "probe not informative at this scale" in paths[1].read_text()
-    assert "not tested: probe not informative at this scale" in paths[3].read_text()
+    assert "Not tested, Aff (12 comparisons): probe not informative at this scale." in paths[3].read_text()
+    assert "not tested" in pd.read_csv(paths[2])["verdict"].iloc[0]             # the CSV keeps every comparison
 
 
 def test_pruning_curve_lines_and_points(root):

@@ -77,11 +77,11 @@ def test_bf16_scores_track_fp32(pool):
 
 
 def test_d_sub_never_draws_an_excluded_sequence(pool, tmp_path):
-    from corelib.influence.scoring import prepare_run
+    from corelib.influence.scoring import ScoringArguments, prepare_run
 
     _, fasta, _ = pool
     excluded = np.arange(0, 30, 2)
-    run = prepare_run(fasta, "rna", tmp_path / "x", BASE.override({"scoring.subset_size": 10}), exclude=excluded,
-                      progress=False)
+    run = prepare_run(fasta, "rna", tmp_path / "x", BASE.override({"scoring.subset_size": 10}),
+                      ScoringArguments(exclude=excluded), progress=False)
     assert len(run.sub_idx) == 10 and not set(run.sub_idx) & set(excluded)
     assert run.settings["excluded"] == 15

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from corelib.data import pad_batch, tokenize
-from corelib.evaluation import PROTOCOLS, DownstreamModel, Head, Protocol, metrics, predict, residue_states, train_head
+from corelib.evaluation import PROTOCOLS, Protocol, metrics, train_head
+from corelib.evaluation.heads import DownstreamModel, Head, predict, residue_states
 from corelib.models import build_model
 
 
@@ -98,7 +99,7 @@ def test_frozen_encoder_head_on_cached_states_equals_running_the_encoder_every_s
 
 
 def test_pair_weight_by_hand():
-    from corelib.evaluation import pair_weight
+    from corelib.evaluation.heads import pair_weight
 
     a = np.full((4, 4), -1.0); a[0, 3] = a[3, 0] = 1; a[0, 2] = a[2, 0] = 0; a[1, 3] = a[3, 1] = 0
     assert pair_weight([a]) == pytest.approx(np.sqrt(4 / 2))
@@ -132,7 +133,8 @@ def test_pair_head_learns_hairpin_stems_from_residue_identity():
 
 def test_appendix_b_heads_stay_available_as_a_secondary_protocol():
     from corelib.config import get_preset
-    from corelib.evaluation import HEADS, evaluate_encoder
+    from corelib.evaluation import evaluate_encoder
+    from corelib.evaluation.tasks import HEADS
 
     preset = get_preset("smoke", {"downstream.epochs": 1, "downstream.train": 40, "downstream.test": 20})
     ev = evaluate_encoder(build_model("rna", "tiny"), "rna", preset, seed=0, tasks={"TypeCls"}, protocol="heads")

@@ -88,12 +88,15 @@ def masked_count(n_tokens: int, mask_prob: float = 0.15) -> int:
     return max(1, int(round(mask_prob * (n_tokens - 2))))
 
 
-def mlm_mask(tokens: np.ndarray, index: int, seed: int, vocab: Vocab, mask_prob: float = 0.15, draw: int = 0):
+def mlm_mask(tokens: np.ndarray, index: int, seed: int, vocab: Vocab, mask_prob: float = 0.15, draw: int = 0,
+             mask_only: bool = False):
     """BERT masking (15%; 80% <mask>, 10% random residue, 10% kept) keyed by (seed, sequence index, draw).
 
     Returns (inputs, labels) with labels = -100 where no prediction is made; <cls>/<eos> are never
     chosen. The same sequence gets the same mask whatever batch it is in (A.5 masking); draw 0 is the
     mask keyed by (seed, index) alone, further draws are independent masks of the same sequence.
+    `mask_only`: every chosen position becomes <mask> (evaluation: no visible residue to copy), the same
+    positions as the 80/10/10 mask of the same key.
     """
     rng = np.random.default_rng([seed, index] if draw == 0 else [seed, index, draw])
     n_res = len(tokens) - 2
@@ -104,10 +107,39 @@ def mlm_mask(tokens: np.ndarray, index: int, seed: int, vocab: Vocab, mask_prob:
     inputs = tokens.copy()
     labels = np.full_like(tokens, -100)
     labels[pos] = tokens[pos]
+    if mask_only:
+        inputs[pos] = vocab.mask
+        return inputs, labels
     inputs[pos[roll < 0.8]] = vocab.mask
     swap = (roll >= 0.8) & (roll < 0.9)
     inputs[pos[swap]] = rand_tok[swap]
     return inputs, labels
+
+
+WINDOW_SALT = 7717   # keys the random windows apart from the masks of the same (seed, index)
+
+
+def window(tokens: np.ndarray, max_tokens: int, start: int = 0) -> np.ndarray:
+    """A crop of a full token array to `max_tokens`: <cls> + residues[start : start + max_tokens - 2] + <eos>
+    (start 0 is the first window, as `Vocab.encode` crops); a sequence that fits is returned whole (A.5)."""
+    if len(tokens) <= max_tokens:
+        return tokens
+    body = tokens[1 + start : 1 + start + max_tokens - 2]
+    return np.concatenate([tokens[:1], body, tokens[-1:]])
+
+
+def window_start(n_residues: int, max_tokens: int, seed: int, index: int) -> int:
+    """A seeded random window start in [0, n_residues - (max_tokens - 2)], keyed by (seed, index) (A.5)."""
+    room = n_residues - (max_tokens - 2)
+    if room <= 0:
+        return 0
+    return int(np.random.default_rng([seed, index, WINDOW_SALT]).integers(0, room + 1))
+
+
+def random_windows(tokens: list[np.ndarray], indices, max_tokens: int, seed: int) -> list[np.ndarray]:
+    """Each full token array cropped to a seeded random window of `max_tokens` keyed by (seed, pool index):
+    pretraining's crops (a new seed each epoch) and the fixed evaluation windows (A.5)."""
+    return [window(t, max_tokens, window_start(len(t) - 2, max_tokens, seed, int(i))) for t, i in zip(tokens, indices)]
 
 
 def pad_batch(rows: list[np.ndarray], pad_value: int) -> np.ndarray:
@@ -165,21 +197,27 @@ def gather_tokens(fasta, modality: str, wanted, max_tokens: int) -> list[np.ndar
     return out
 
 
-def tokenize(seqs, modality: str, max_tokens: int) -> list[np.ndarray]:
-    """Token arrays (uint8, <cls> ... <eos>, cropped to max_tokens) for a list of sequences."""
+def tokenize(seqs, modality: str, max_tokens: int | None) -> list[np.ndarray]:
+    """Token arrays (uint8, <cls> ... <eos>, cropped to max_tokens unless None) for a list of sequences."""
     vocab = get_vocab(modality)
     return [vocab.encode(s, max_tokens).astype(np.uint8) for s in seqs]
 
 
 def mlm_batches(tokens: list[np.ndarray], indices, batch_size: int, vocab: Vocab, mask_seed: int,
-                order_seed: int | None = None, mask_prob: float = 0.15, draw: int = 0):
+                order_seed: int | None = None, mask_prob: float = 0.15, draw: int = 0, mask_only: bool = False,
+                crop: int | None = None):
     """Yield (inputs, labels, pool indices) tensors: length-bucketed batches, masks keyed by
-    (mask_seed, pool index, draw). `tokens[k]` belongs to pool index `indices[k]`."""
+    (mask_seed, pool index, draw). `tokens[k]` belongs to pool index `indices[k]`. `crop`: each longer
+    sequence is cut to a random window of that many tokens keyed by (mask_seed, pool index) (A.5);
+    `mask_only`: every predicted position is <mask> (evaluation)."""
     import torch
 
     indices = np.asarray(indices)
+    if crop is not None:
+        tokens = random_windows(tokens, indices, crop, mask_seed)
     for batch in length_batches([len(t) for t in tokens], batch_size, seed=order_seed):
-        pairs = [mlm_mask(tokens[k].astype(np.int64), int(indices[k]), mask_seed, vocab, mask_prob, draw) for k in batch]
+        pairs = [mlm_mask(tokens[k].astype(np.int64), int(indices[k]), mask_seed, vocab, mask_prob, draw, mask_only)
+                 for k in batch]
         yield (torch.from_numpy(pad_batch([p[0] for p in pairs], vocab.pad)),
                torch.from_numpy(pad_batch([p[1] for p in pairs], -100)), indices[batch])
 

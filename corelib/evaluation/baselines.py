@@ -17,8 +17,9 @@ import scipy.sparse as sp
 from corelib.data.tokens import get_vocab
 from corelib.evaluation.features import pair_pool, upper_pairs
 from corelib.evaluation.probes import probe_pairs, probe_residues, probe_sequences
-from corelib.evaluation.registry import SPLITS, Task, select_tasks, task_data
-from corelib.evaluation.scoring import Evaluation, evaluation, pair_density, score
+from corelib.evaluation.registry import select_tasks
+from corelib.evaluation.scoring import Evaluation
+from corelib.evaluation.task_data import SPLITS, TaskData
 
 BASELINE_CELL = "Composition"
 
@@ -83,36 +84,36 @@ def pair_onehot(tokens: np.ndarray, modality: str, i: np.ndarray, j: np.ndarray)
     return sp.csr_matrix((np.ones(rows.size), (rows, cols)), shape=(len(i), letters**2 + len(SEPARATION_BINS) + 1))
 
 
-def _baseline_task(task: Task, data: dict, modality: str, seed: int) -> Evaluation:
+def _baseline_task(data: TaskData, modality: str, seed: int) -> Evaluation:
+    task = data.task
     if task.level == "sequence":
-        cands = {k: tuple(kmer_features(data[s][0], modality, k) for s in SPLITS) for k in range(1, MAX_K[modality] + 1)}
-        outputs, info = probe_sequences(task, cands, data, seed)
+        cands = {k: tuple(kmer_features(data.splits[s].tokens, modality, k) for s in SPLITS)
+                 for k in range(1, MAX_K[modality] + 1)}
+        outputs, info = probe_sequences(data, cands, seed)
         extra = {"k": info["choice"], "C": info["C"], f"valid {task.primary}": info["valid"]}
     elif task.level == "residue":
-        cands = {WINDOW: tuple([window_features(t, modality) for t in data[s][0]] for s in SPLITS)}
-        outputs, info = probe_residues(task, cands, data, seed)
+        cands = {WINDOW: tuple([window_features(t, modality) for t in data.splits[s].tokens] for s in SPLITS)}
+        outputs, info = probe_residues(data, cands, seed)
         extra = {"window": WINDOW, f"valid {task.primary}": info["valid"]}
     else:
-        regression = task.kind == "distance"
+        regression = task.label_kind.regression
         train = []
-        for k, (t, lab) in enumerate(zip(*data["train"])):
+        for k, (t, lab) in enumerate(zip(data.train.tokens, data.train.labels)):
             i, j, y = pair_pool(np.asarray(lab), k, regression)
             train.append((i, j, y, pair_onehot(t, modality, i, j)))
         test = []
-        for t, lab in zip(*data["test"]):
+        for t, lab in zip(data.test.tokens, data.test.labels):
             i, j = upper_pairs(np.asarray(lab))
             test.append((i, j, np.asarray(lab)[i, j], pair_onehot(t, modality, i, j)))
-        outputs = probe_pairs(task, train, test, [len(t) - 2 for t in data["test"][0]], seed)
+        outputs = probe_pairs(task, train, test, [len(t) - 2 for t in data.test.tokens], seed)
         extra = {}
-    density = pair_density(data["train"][1]) if task.kind == "pairs" else 0.0
-    scored = score(task, outputs, data["test"][1], data["ids"]["test"], density)
-    return evaluation(task, scored, seed, task.baseline, extra)
+    return data.finish(outputs, task.baseline, extra)
 
 
 def evaluate_baselines(modality: str, preset, seed: int = 0, tasks=None) -> Evaluation:
     """The composition baselines of every available task of a modality (one cell, "Composition"): the
     probes of Section 4.2's evaluation on identity-only features, same splits, limits and seed."""
     limits = (preset.downstream.train, preset.downstream.test)
-    parts = [_baseline_task(t, task_data(t, modality, preset.data.max_tokens, limits, seed), modality, seed)
+    parts = [_baseline_task(TaskData.load(t, modality, preset.data.max_tokens, limits, seed), modality, seed)
              for t in select_tasks(modality, tasks)]
     return Evaluation.concat(parts)

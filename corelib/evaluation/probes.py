@@ -20,15 +20,12 @@ import warnings
 import numpy as np
 import scipy.sparse as sp
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.multiclass import OneVsRestClassifier
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from corelib.evaluation.features import fingerprint, probe_layers, split_features
-from corelib.evaluation.registry import SPLITS, Task, select_tasks, task_data
-from corelib.evaluation.scoring import Evaluation, evaluation, pair_density, score
+from corelib.evaluation.registry import Task, select_tasks
+from corelib.evaluation.scoring import Evaluation
+from corelib.evaluation.task_data import SPLITS, TaskData
 
 STRENGTHS = (0.01, 0.1, 1.0)     # C (inverse L2 strength) tried on valid by the sequence probes
 
@@ -49,20 +46,7 @@ MAX_ITER = 1000
 FILL = -1e9                      # score of the pairs that do not count (too close, unknown)
 
 
-# ----------------------------------------------------------------------------- estimators
-def linear_model(kind: str, strength: float, seed: int, sparse: bool = False):
-    """Section 4.2 linear probe of a task kind (scikit-learn): logistic regression (classes, labels, pairs) or
-    ridge regression (values), on standardised features (one-hot features are left unscaled)."""
-    kind = kind.split(":")[0]
-    if kind in ("regression", "distance"):
-        est = Ridge(alpha=1.0 / strength)
-    else:
-        est = LogisticRegression(C=strength, max_iter=MAX_ITER, random_state=seed)
-        if kind == "multilabel":
-            est = OneVsRestClassifier(est)
-    return est if sparse else make_pipeline(StandardScaler(), est)
-
-
+# ----------------------------------------------------------------------------- fitting
 def single_threaded(fn):
     """Section 4.2 probes: run `fn` with one BLAS / OpenMP thread. The probes' fits are small, and on a shared
     machine threads spin-waiting for each other made them 100x slower (measured: 3.3 s instead of 0.03 s to
@@ -83,32 +67,6 @@ def _fit(model, x, y):
         return model.fit(x, y)
 
 
-def predict_outputs(model, x, kind: str, n_classes: int = 0) -> np.ndarray:
-    """Section 4.2 probe outputs, as `scoring.score` reads them: (N, K) class probabilities (every class, also those absent from
-    the train rows), (N, K) label probabilities, decision values (pairs) or predictions (values)."""
-    kind = kind.split(":")[0]
-    if kind in ("regression", "distance"):
-        return np.asarray(model.predict(x), dtype=float)
-    if kind in ("pairs", "contacts"):
-        return np.asarray(model.decision_function(x), dtype=float)
-    prob = model.predict_proba(x)
-    if kind == "multilabel":
-        return prob
-    out = np.zeros((prob.shape[0], n_classes))
-    out[:, model.classes_.astype(int)] = prob
-    return out
-
-
-def _n_classes(task: Task, data: dict) -> int:
-    return {"binary": 2, "ss3": 3}.get(task.kind, len(data["classes"] or []))
-
-
-def _valid_metric(task: Task, outputs, labels) -> float:
-    if len(labels) == 0:
-        return float("nan")
-    return float(score(task, outputs, labels).values[task.name][task.primary])
-
-
 def _better(got: float, best) -> bool:
     """Whether a valid metric beats the best so far (the first candidate wins ties; NaN never wins)."""
     return best is None or (not np.isnan(got) and (np.isnan(best[0]) or got > best[0]))
@@ -120,20 +78,20 @@ def _rows(x):
 
 # ----------------------------------------------------------------------------- sequence and residue probes
 @single_threaded
-def probe_sequences(task: Task, candidates: dict, data: dict, seed: int, strengths=STRENGTHS):
+def probe_sequences(data: TaskData, candidates: dict, seed: int, strengths=STRENGTHS):
     """Section 4.2 sequence probe: fit a linear probe for each candidate feature set {name: (X_train, X_valid, X_test)} and strength,
     choose the best on the valid split's primary metric; returns (test outputs, choice, valid metric)."""
-    y_tr, y_va = np.asarray(data["train"][1]), np.asarray(data["valid"][1])
-    k = _n_classes(task, data)
+    kind, k = data.task.label_kind, data.outputs
+    y_tr = np.asarray(data.train.labels)
     best = None
     for name, (x_tr, x_va, x_te) in candidates.items():
         for c in strengths:
-            model = _fit(linear_model(task.kind, c, seed, sp.issparse(x_tr)), x_tr, y_tr)
-            got = _valid_metric(task, predict_outputs(model, x_va, task.kind, k), y_va)
+            model = _fit(kind.estimator(c, seed, sp.issparse(x_tr)), x_tr, y_tr)
+            got = data.primary(kind.read(model, x_va, k))
             if _better(got, best):
                 best = (got, name, c, model, x_te)
     got, name, c, model, x_te = best
-    return predict_outputs(model, x_te, task.kind, k), {"choice": name, "C": c, "valid": got}
+    return kind.read(model, x_te, k), {"choice": name, "C": c, "valid": got}
 
 
 def _residue_sample(labels: list, seed: int, limit: int):
@@ -147,17 +105,17 @@ def _residue_sample(labels: list, seed: int, limit: int):
 
 
 @single_threaded
-def probe_residues(task: Task, candidates: dict, data: dict, seed: int, strength: float = RESIDUE_C,
+def probe_residues(data: TaskData, candidates: dict, seed: int, strength: float = RESIDUE_C,
                    limit: int = RESIDUE_TRAIN):
     """Section 4.2 residue probe (Table 3 SS): a per-residue linear probe for each candidate {name: (train, valid, test) lists of per-sequence (n_i, d)
     feature matrices}; the best on valid; returns (test outputs as a list of (n_i, K), choice, valid metric)."""
-    labels = data["train"][1]
+    kind, k = data.task.label_kind, data.outputs
+    labels = data.train.labels
     chain, pos = _residue_sample(labels, seed, limit)
     y = np.array([labels[c][p] for c, p in zip(chain, pos)])
-    k = _n_classes(task, data)
 
     def predict(model, feats):
-        out = predict_outputs(model, _rows(feats), task.kind, k)
+        out = kind.read(model, _rows(feats), k)
         return np.split(out, np.cumsum([f.shape[0] for f in feats])[:-1])
 
     offsets = np.concatenate([[0], np.cumsum([len(lab) for lab in labels])[:-1]])
@@ -165,8 +123,8 @@ def probe_residues(task: Task, candidates: dict, data: dict, seed: int, strength
     best = None
     for name, (tr, va, te) in candidates.items():
         x = _rows(tr)[rows]
-        model = _fit(linear_model(task.kind, strength, seed, sp.issparse(x)), x, y)
-        got = _valid_metric(task, predict(model, va), data["valid"][1])
+        model = _fit(kind.estimator(strength, seed, sp.issparse(x)), x, y)
+        got = data.primary(predict(model, va))
         if _better(got, best):
             best = (got, name, model, te)
     got, name, model, te = best
@@ -195,18 +153,19 @@ def draw_pairs(pool: list, seed: int, regression: bool = False) -> list[np.ndarr
 def probe_pairs(task: Task, train: list, test: list, lengths: list, seed: int, strength: float = PAIR_C):
     """Pair probe (Rao et al. 2020): train on drawn pairs of `train` [(i, j, y, X)], score every pair of `test`
     [(i, j, y, X)]; returns per test sequence an n x n score matrix (FILL where a pair does not count)."""
-    regression = task.kind == "distance"
+    kind = task.label_kind
+    regression = kind.regression
     picks = draw_pairs([(i, j, y) for i, j, y, _ in train], seed, regression)
     x = _rows([feats[p] for (_, _, _, feats), p in zip(train, picks)])
     y = np.concatenate([yy[p] for (_, _, yy, _), p in zip(train, picks)])
     if not regression:
         y = (y > 0).astype(int)
-    model = _fit(linear_model(task.kind, strength, seed, sp.issparse(x)), x.astype(np.float32) if not sp.issparse(x) else x, y)
+    model = _fit(kind.estimator(strength, seed, sp.issparse(x)), x.astype(np.float32) if not sp.issparse(x) else x, y)
     outs = []
     for (i, j, _, feats), n in zip(test, lengths):
         m = np.full((n, n), FILL)
         if len(i):
-            s = predict_outputs(model, feats.astype(np.float32) if not sp.issparse(feats) else feats, task.kind)
+            s = kind.read(model, feats.astype(np.float32) if not sp.issparse(feats) else feats)
             m[i, j] = m[j, i] = s
         outs.append(m)
     return outs
@@ -223,32 +182,27 @@ def _dataset_features(encoder, group: list, data: dict, fp: str, device, max_tok
     for split in SPLITS:
         if split == "valid" and only_pairs:     # the pair probe chooses nothing on valid
             continue
-        tokens = first[split][0]
-        labels = data[pair_task.name][split][1] if pair_task else None
-        key = (group[0].dataset, split, max_tokens, tuple(first["ids"][split]), residues,
-               pair_task.kind if pair_task else None)
-        out[split] = split_features(encoder, tokens, residues=residues, pair_labels=labels, train=split == "train",
-                                    regression=pair_task is not None and pair_task.kind == "distance",
+        part = first.splits[split]
+        labels = data[pair_task.name].splits[split].labels if pair_task else None
+        key = (group[0].dataset, split, max_tokens, tuple(part.ids), residues, pair_task.kind if pair_task else None)
+        out[split] = split_features(encoder, part.tokens, residues=residues, pair_labels=labels, train=split == "train",
+                                    regression=pair_task is not None and pair_task.label_kind.regression,
                                     device=device, cache=(fp, key))
     return out
 
 
-def _probe_task(task: Task, data: dict, feats: dict, seed: int, layers: list[int]) -> Evaluation:
+def _probe_task(data: TaskData, feats: dict, seed: int, layers: list[int]) -> Evaluation:
+    task = data.task
     if task.level == "pair":
-        test_lengths = [len(t) - 2 for t in data["test"][0]]
-        outputs = probe_pairs(task, feats["train"].pairs, feats["test"].pairs, test_lengths, seed)
-        density = pair_density(data["train"][1]) if task.kind == "pairs" else 0.0
-        scored = score(task, outputs, data["test"][1], data["ids"]["test"], density)
-        return evaluation(task, scored, seed, task.probe)
+        test_lengths = [len(t) - 2 for t in data.test.tokens]
+        return data.finish(probe_pairs(task, feats["train"].pairs, feats["test"].pairs, test_lengths, seed), task.probe)
     if task.level == "sequence":
         cands = {layer: tuple(feats[s].pooled[:, k] for s in SPLITS) for k, layer in enumerate(layers)}
-        outputs, info = probe_sequences(task, cands, data, seed)
+        outputs, info = probe_sequences(data, cands, seed)
     else:
         cands = {layer: tuple([r[k] for r in feats[s].residues] for s in SPLITS) for k, layer in enumerate(layers)}
-        outputs, info = probe_residues(task, cands, data, seed)
-    scored = score(task, outputs, data["test"][1], data["ids"]["test"])
-    return evaluation(task, scored, seed, task.probe,
-                      {"layer": info["choice"], "C": info["C"], f"valid {task.primary}": info["valid"]})
+        outputs, info = probe_residues(data, cands, seed)
+    return data.finish(outputs, task.probe, {"layer": info["choice"], "C": info["C"], f"valid {task.primary}": info["valid"]})
 
 
 def probe_encoder(encoder, modality: str, preset, seed: int = 0, device="cpu", tasks=None) -> Evaluation:
@@ -263,7 +217,7 @@ def probe_encoder(encoder, modality: str, preset, seed: int = 0, device="cpu", t
     parts = []
     for dataset in dict.fromkeys(t.dataset for t in chosen):
         group = [t for t in chosen if t.dataset == dataset]
-        data = {t.name: task_data(t, modality, max_tokens, limits, seed) for t in group}
+        data = {t.name: TaskData.load(t, modality, max_tokens, limits, seed) for t in group}
         feats = _dataset_features(encoder, group, data, fp, device, max_tokens)
-        parts += [_probe_task(t, data[t.name], feats, seed, probe_layers(encoder)) for t in group]
+        parts += [_probe_task(data[t.name], feats, seed, probe_layers(encoder)) for t in group]
     return Evaluation.concat(parts)

@@ -13,23 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
-from corelib.data.labelled import ca_coordinates, contact_map, load_labelled
-from corelib.data.tokens import tokenize
-from corelib.evaluation import metrics
-
-MIN_LOOP = 4          # a base pair needs j - i >= 4 (a hairpin loop of at least 3 nt)
-
-MIN_CONTACT = 6       # protein contacts are trained and scored on |i - j| >= 6 (Rao et al. 2020)
-
-LONG_RANGE = 24       # long-range contacts: |i - j| >= 24 (Table 2c)
-
-SS3 = "HEC"
-
-LEVELS = {"class": "sequence", "multilabel": "sequence", "binary": "sequence", "regression": "sequence",
-          "ss3": "residue", "pairs": "pair", "contacts": "pair", "distance": "pair"}
+from corelib.data.labelled import load_labelled
+from corelib.evaluation.kinds import LabelKind, get_kind
 
 PROBES = {   # the default protocol per task level (corelib.evaluation.probes)
     "sequence": "probe:pooled-linear",     # mean-pooled states of each layer, linear probe, layer chosen on valid
@@ -57,9 +44,19 @@ class Task:
     secondary: tuple[str, ...] = ()
 
     @property
+    def label_kind(self) -> LabelKind:
+        """Section 4.2: the registered kind of its labels (`corelib.evaluation.kinds`)."""
+        return get_kind(self.kind)
+
+    @property
+    def column(self) -> str:
+        """Section 4.2: the table column of a class task's labels (`class:<column>`)."""
+        return self.kind.partition(":")[2]
+
+    @property
     def level(self) -> str:
         """Section 4.2: sequence, residue or pair, what one label belongs to."""
-        return LEVELS[self.kind.split(":")[0]]
+        return self.label_kind.level
 
     @property
     def probe(self) -> str:
@@ -74,7 +71,7 @@ class Task:
     @property
     def min_separation(self) -> int:
         """Tables 2a, 2c, 3: smallest |i - j| of a pair that counts (pair tasks; 1 elsewhere)."""
-        return {"pairs": MIN_LOOP, "contacts": MIN_CONTACT}.get(self.kind, 1)
+        return self.label_kind.min_separation
 
 
 TASKS = {   # datasets named bench:<task> are external (corelib.benchmarks): evaluated when their files are there
@@ -113,78 +110,10 @@ def select_tasks(modality: str, tasks=None) -> list[Task]:
     return [t for t in TASKS[modality] if (not tasks or t.name in tasks) and available(t)]
 
 
-def _table(task: Task) -> pd.DataFrame:
+def table_of(task: Task) -> pd.DataFrame:
+    """Section 4.2: a task's labelled table (an embedded set, or an external benchmark once placed)."""
     if task.dataset.startswith("bench:"):
         from corelib.data.benchmarks import load_benchmark
 
         return load_benchmark(task.name)
     return load_labelled(task.dataset)
-
-
-def _tokens(part: pd.DataFrame, modality: str, max_tokens: int) -> list:
-    if "seq2" not in part.columns:
-        return tokenize(part["seq"].tolist(), modality, max_tokens)
-    half = max_tokens // 2     # a pair: <cls> A <eos> B <eos>, each chain cropped to half the tokens
-    return [np.concatenate([a, b[1:]]) for a, b in zip(tokenize(part["seq"].tolist(), modality, half),
-                                                       tokenize(part["seq2"].tolist(), modality, half))]
-
-
-def _labels(task: Task, df: pd.DataFrame, classes: list | None):
-    if task.kind.startswith("class:"):
-        col = task.kind.split(":")[1]
-        return np.array([classes.index(v) for v in df[col]])
-    if task.kind == "pairs":
-        return [_pair_matrix(len(seq), metrics.pairs_from_dotbracket(structure), task.min_separation)
-                for seq, structure in zip(df["seq"], df["structure"])]
-    if task.kind == "ss3":
-        return [np.array([SS3.index(c) for c in s]) for s in df["ss3"]]
-    if task.kind == "multilabel":
-        return np.stack(df["labels"].to_list())
-    if task.kind in ("regression", "binary"):
-        return df["label"].to_numpy()
-    if task.kind == "distance":
-        return [np.nan_to_num(d, nan=-1.0) for d in df["distances"]]
-    return [_mask_near(contact_map(ca_coordinates(c)).astype(np.float32), task.min_separation) for c in df["ca"]]
-
-
-def _pair_matrix(n: int, pairs, min_sep: int) -> np.ndarray:
-    m = np.zeros((n, n), dtype=np.float32)
-    for i, j in pairs:
-        m[i, j] = m[j, i] = 1
-    return _mask_near(m, min_sep)
-
-
-def _mask_near(m: np.ndarray, min_sep: int) -> np.ndarray:
-    idx = np.arange(len(m))
-    m[np.abs(idx[:, None] - idx[None, :]) < min_sep] = -1
-    return m
-
-
-SPLITS = ("train", "valid", "test")
-
-
-def task_data(task: Task, modality: str, max_tokens: int, limits=(None, None), seed: int = 0) -> dict:
-    """Train / valid / test tokens, labels and item ids of a task (Section 4.2): at most limits[0] train and
-    limits[1] valid and test rows: train rows drawn with `seed`, valid and test rows fixed (seed 0) so the same
-    test items are paired across seeds and arms (a set without a valid split gives 15% of its train rows).
-    Pair labels are n x n with -1 where a pair does not count."""
-    df = _table(task)
-    classes = sorted(df[task.kind.split(":")[1]].unique().tolist()) if task.kind.startswith("class:") else None
-    out = {"classes": classes, "ids": {}}
-    parts = {split: df[df["split"] == split] for split in SPLITS}
-    if parts["valid"].empty and len(parts["train"]) >= 2:   # a set without a valid split: 15% of train
-        held = parts["train"].sample(n=max(1, round(0.15 * len(parts["train"]))), random_state=0)
-        parts = {**parts, "valid": held, "train": parts["train"].drop(held.index)}
-    for split, limit in zip(SPLITS, (limits[0], limits[1], limits[1])):
-        part = parts[split]
-        if limit is not None and len(part) > limit:
-            part = part.sample(n=limit, random_state=seed if split == "train" else 0)
-        toks = _tokens(part, modality, max_tokens)
-        labels = _labels(task, part, classes) if len(part) else []
-        if task.kind in ("pairs", "ss3", "contacts", "distance"):   # crop labels like the tokens
-            labels = [lab[: len(t) - 2, : len(t) - 2] if lab.ndim == 2 else lab[: len(t) - 2] for lab, t in zip(labels, toks)]
-        out[split] = (toks, labels)
-        ids = part["id"].astype(str).tolist() if "id" in part.columns else [f"{split}:{i}" for i in part.index]
-        out["ids"][split] = ids
-    out["outputs"] = len(classes) if classes else {"ss3": 3, "multilabel": 12, "binary": 2}.get(task.kind, 1)
-    return out

@@ -8,8 +8,9 @@ from __future__ import annotations
 from corelib.errors import InputError
 from corelib.evaluation.heads import PROTOCOLS, predict, train_head
 from corelib.evaluation.probes import probe_encoder
-from corelib.evaluation.registry import select_tasks, task_data
-from corelib.evaluation.scoring import Evaluation, evaluation, pair_density, score
+from corelib.evaluation.registry import select_tasks
+from corelib.evaluation.scoring import Evaluation
+from corelib.evaluation.task_data import TaskData
 
 EVALUATION_PROTOCOLS = ("probe", "heads")
 
@@ -21,13 +22,12 @@ def evaluate_heads(encoder, modality: str, preset, seed: int = 0, device="cpu", 
     on the train split and score the test split; same metrics, primary flags and items as the probes."""
     parts = []
     for task in select_tasks(modality, tasks):
-        data = task_data(task, modality, preset.data.max_tokens, (preset.downstream.train, preset.downstream.test), seed)
+        data = TaskData.load(task, modality, preset.data.max_tokens, (preset.downstream.train, preset.downstream.test), seed)
         base = PROTOCOLS[task.protocol]   # the preset's lr replaces B's only for frozen-encoder heads
         protocol = base.scaled(preset.downstream.epochs, None if base.finetune_encoder else preset.downstream.lr)
-        model = train_head(encoder, protocol, *data["train"], outputs=data["outputs"], seed=seed, device=device)
-        density = pair_density(data["train"][1]) if task.kind == "pairs" else 0.0
-        scored = score(task, predict(model, data["test"][0], device=device), data["test"][1], data["ids"]["test"], density)
-        parts.append(evaluation(task, scored, seed, HEADS))
+        model = train_head(encoder, protocol, data.train.tokens, data.train.labels, outputs=data.outputs, seed=seed,
+                           device=device)
+        parts.append(data.finish(predict(model, data.test.tokens, device=device), HEADS))
     return Evaluation.concat(parts)
 
 

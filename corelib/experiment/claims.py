@@ -32,6 +32,11 @@ from corelib.errors import InputError
 from corelib.experiment import stats
 
 LOWER_IS_BETTER = {"MAE", "MSE", "RMSE", "loss"}
+# The range of each metric (percentages, correlations in %, R2 in %, a loss in nats): one arm's interval is clipped
+# to it, since a t interval of a bounded mean can otherwise reach past the bound.
+BOUNDS = {"ACC": (0, 100), "F1": (0, 100), "AUC": (0, 100), "AUPR": (0, 100), "Pre": (0, 100), "Rec": (0, 100),
+          "L": (0, 100), "L/2": (0, 100), "L/5": (0, 100), "L/10": (0, 100), "SC": (-100, 100), "MCC": (-100, 100),
+          "R2": (-np.inf, 100), "loss": (0, np.inf)}
 
 HELDOUT_TASK = "held-out MLM"   # the intrinsic comparison: masked-LM loss on the held-out slice
 HELDOUT_METRIC = "loss"
@@ -39,11 +44,21 @@ BOOT_SEED = 20250           # seeds every bootstrap (with the task's name): the 
 
 C2_EPOCHS, C2_STEPS = "Random 10x", "Random 10x (same steps)"
 CLAIMS = {
-    "C1": ("an influence-guided coreset beats random at the same budget", ["Top I", "CCI"], ("Random",)),
-    # C2 under both protocols: the same epochs over the 10x set (the paper's) and the same optimiser steps
-    "C2": ("it beats a random set 10x larger", ["Top I", "CCI"], (C2_EPOCHS, C2_STEPS)),
-    "C3": ("fine-tuning before scoring beats w/o ft", ["Top I", "CCI"], ()),
+    "C1": "an influence-guided coreset beats random at the same budget",
+    "C2": "it beats a random set 10x larger",
+    "C3": "fine-tuning before scoring beats w/o ft",
 }
+# (claim, method arm, baseline arm, budget): C1 and C3 at the paper's sequence budget and at the Random arm's
+# residues; C2 under both protocols (the same epochs over the 10x set, as the paper; the same optimiser steps)
+COMPARISONS = [
+    ("C1", "Top I", "Random", "sequences"), ("C1", "CCI", "Random", "sequences"),
+    ("C1", "Top I (residues)", "Random", "residues"), ("C1", "CCI (residues)", "Random", "residues"),
+    ("C2", "Top I", C2_EPOCHS, "sequences"), ("C2", "CCI", C2_EPOCHS, "sequences"),
+    ("C2", "Top I", C2_STEPS, "sequences"), ("C2", "CCI", C2_STEPS, "sequences"),
+    ("C3", "Top I", "Top I (w/o ft)", "sequences"), ("C3", "CCI", "CCI (w/o ft)", "sequences"),
+    ("C3", "Top I (residues)", "Top I (w/o ft, residues)", "residues"),
+    ("C3", "CCI (residues)", "CCI (w/o ft, residues)", "residues"),
+]
 GATE_ARM, RAW, FULL = "Random", "Raw", "Full pool"
 GATE_MARGIN = 0.1   # nats: the Random arm must end at least this far below the unigram entropy (issue 14's gate)
 
@@ -51,12 +66,6 @@ SUPPORTED, INCONCLUSIVE, CONTRADICTED, NOT_TESTED, NO_VERDICT = 1, 0, -1, 2, 3
 VERDICT_TEXT = {SUPPORTED: "supported", INCONCLUSIVE: "inconclusive", CONTRADICTED: "contradicted",
                 NOT_TESTED: "not tested: probe not informative at this scale", NO_VERDICT: "no verdict"}
 NOT_INFORMATIVE = "probe not informative at this scale"
-
-
-def baselines_of(claim: str, method: str) -> tuple[str, ...]:
-    """The arms a claim compares a method with (C2: both protocols; C3: the same method scored without the
-    subset fine-tune)."""
-    return CLAIMS[claim][2] or (f"{method} (w/o ft)",)
 
 
 # ----------------------------------------------------------------------------- the measured grid
@@ -76,6 +85,8 @@ class Grid:
     lower: dict = field(default_factory=dict)   # task -> its primary metric is lower-is-better
     cells: list = field(default_factory=list)   # row order of the cells
     sizes: dict = field(default_factory=dict)   # cell -> sequences it pretrained on
+    draws: dict = field(default_factory=dict)   # seed -> the scoring draw its scored cells select from
+    scored: frozenset = frozenset()             # the cells that select from scores (share their seed's draw)
     cache: dict = field(default_factory=dict, repr=False, compare=False)   # assessments already computed
 
     def __deepcopy__(self, memo):   # carried in a summary's attrs, which pandas deep-copies on every operation
@@ -97,9 +108,9 @@ def _arrays(items: pd.DataFrame, key: str, seeds) -> tuple[dict, list]:
     items = items[items["seed"].isin(seeds)]
     arms = list(dict.fromkeys(items[key]))
     common = {}
-    for s in seeds:
+    for s in seeds:   # the items of a seed: those every arm run at that seed has (an arm not run there: NaN)
         at = items[items["seed"] == s]
-        sets = [set(at.loc[at[key] == a, "item"]) for a in arms]
+        sets = [set(part) for _, part in at.groupby(key, sort=False)["item"]]
         common[s] = set.intersection(*sets) if sets else set()
     order = sorted(set().union(*common.values()), key=str)
     out = {}
@@ -117,11 +128,11 @@ def _arrays(items: pd.DataFrame, key: str, seeds) -> tuple[dict, list]:
 
 
 def _weights(name: str, n: int, replicates: int) -> np.ndarray:
-    return stats.item_weights(n, replicates, np.random.default_rng([BOOT_SEED, zlib.crc32(name.encode())]))
+    return stats.boot_counts(n, replicates, np.random.default_rng([BOOT_SEED, zlib.crc32(name.encode())]))
 
 
 @dataclass
-class TaskData:
+class Axis:
     """One comparison axis (a task's primary metric, or the held-out loss): every arm's resampled metric."""
 
     name: str
@@ -131,8 +142,8 @@ class TaskData:
     baselines: dict       # baseline row -> stats.Resampled (empty for the held-out loss)
 
 
-def task_data(grid: Grid, replicates: int = stats.REPLICATES) -> tuple[list[TaskData], TaskData | None]:
-    """The grid as resampled arrays: one TaskData per task with items (cells and baseline rows on the test
+def comparison_axes(grid: Grid, replicates: int = stats.REPLICATES) -> tuple[list[Axis], Axis | None]:
+    """The grid as resampled arrays: one Axis per task with items (cells and baseline rows on the test
     items they all have, resampled with the same bootstrap weights), and the held-out loss (or None)."""
     seeds = list(grid.seeds)
     out = []
@@ -147,7 +158,7 @@ def task_data(grid: Grid, replicates: int = stats.REPLICATES) -> tuple[list[Task
             continue
         w = _weights(task, len(order), replicates)
         rows = set(base["arm"])
-        out.append(TaskData(task, metric, grid.lower_is_better(task, metric),
+        out.append(Axis(task, metric, grid.lower_is_better(task, metric),
                             {a: _resample1(v, w) for a, v in arrays.items() if a not in rows},
                             {a: _resample1(v, w) for a, v in arrays.items() if a in rows}))
     held = None
@@ -155,7 +166,7 @@ def task_data(grid: Grid, replicates: int = stats.REPLICATES) -> tuple[list[Task
         arrays, order = _arrays(grid.heldout, "cell", seeds)
         if order:
             w = _weights(HELDOUT_TASK, len(order), replicates)
-            held = TaskData(HELDOUT_TASK, HELDOUT_METRIC, True, {a: _resample1(v, w) for a, v in arrays.items()}, {})
+            held = Axis(HELDOUT_TASK, HELDOUT_METRIC, True, {a: _resample1(v, w) for a, v in arrays.items()}, {})
     return out, held
 
 
@@ -178,7 +189,7 @@ class Assessment:
     learned: np.ndarray        # [G] bool: Random's held-out loss is below the unigram entropy
     learned_est: stats.Estimate | None
     seeds: int
-    rows: list                 # (claim, method, baseline, task, metric) per comparison
+    rows: list                 # (claim, method, baseline, budget, task, metric) per comparison
     mean: np.ndarray           # [G, R] advantage of the method (+ = better), mean over seeds
     p: np.ndarray              # [G, R] raw p-values (NaN: not in the family)
     p_holm: np.ndarray         # [G, R]
@@ -186,6 +197,8 @@ class Assessment:
     lo: np.ndarray
     hi: np.ndarray
     verdict: np.ndarray        # [G, R] SUPPORTED / INCONCLUSIVE / CONTRADICTED / NOT_TESTED / NO_VERDICT
+    mde: np.ndarray            # [G, R] minimum detectable effect at 80% power and the comparison's Holm level
+    pair_seeds: list           # per comparison: the seeds both arms were run at
 
 
 def _better(est: stats.Estimate, alpha: float) -> np.ndarray:
@@ -193,14 +206,14 @@ def _better(est: stats.Estimate, alpha: float) -> np.ndarray:
     return lo > 0
 
 
-def assess(tasks: list[TaskData], heldout: TaskData | None, entropy, alpha: float = stats.ALPHA,
+def assess(tasks: list[Axis], heldout: Axis | None, entropy, alpha: float = stats.ALPHA,
            method: str = "t", counts: np.ndarray | None = None) -> Assessment:
     """Gates, families, Holm-corrected intervals and verdicts of the claims (module docstring); arrays carry a
     leading grid axis. `entropy`: the unigram entropy of the held-out residues (a number or one per grid)."""
     first = next(iter((tasks[0] if tasks else heldout).arms.values()))
     shape, n_seeds = first.point.shape[:-1], first.point.shape[-1]
     if method == "bootstrap" and counts is None:
-        counts = stats.seed_counts(n_seeds, first.boot.shape[-1], np.random.default_rng(BOOT_SEED))
+        counts = stats.boot_counts(n_seeds, first.boot.shape[-1], np.random.default_rng(BOOT_SEED))
 
     def compare(a, b, sign):
         return stats.paired(a, b, sign, method, counts)
@@ -237,13 +250,12 @@ def assess(tasks: list[TaskData], heldout: TaskData | None, entropy, alpha: floa
     axes = [(t, gate[..., k]) for k, t in enumerate(tasks)]
     if heldout is not None:
         axes.append((heldout, np.ones(shape, dtype=bool)))   # the held-out loss: always in the family
-    for claim, (_, methods, _) in CLAIMS.items():
-        for m, base in [(method, b) for method in methods for b in baselines_of(claim, method)]:
-            for t, in_family in axes:
-                if m in t.arms and base in t.arms:
-                    rows.append((claim, m, base, t.name, t.metric))
-                    ests.append(compare(t.arms[m], t.arms[base], -1.0 if t.lower else 1.0))
-                    tested.append(in_family)
+    for claim, m, base, budget in COMPARISONS:
+        for t, in_family in axes:
+            if m in t.arms and base in t.arms:
+                rows.append((claim, m, base, budget, t.name, t.metric))
+                ests.append(compare(t.arms[m], t.arms[base], -1.0 if t.lower else 1.0))
+                tested.append(in_family)
     cols = len(rows)
     mean = np.stack([e.mean for e in ests], -1) if cols else np.zeros((*shape, 0))
     tested = np.stack(tested, -1) if cols else np.zeros((*shape, 0), dtype=bool)
@@ -255,14 +267,17 @@ def assess(tasks: list[TaskData], heldout: TaskData | None, entropy, alpha: floa
         idx = np.flatnonzero(claim_of == claim)
         if idx.size:
             p_holm[..., idx], level[..., idx] = stats.holm(p[..., idx], family_alpha)
-    lo, hi = np.full_like(p, np.nan), np.full_like(p, np.nan)
+    lo, hi, mde = np.full_like(p, np.nan), np.full_like(p, np.nan), np.full_like(p, np.nan)
     for j, est in enumerate(ests):
-        lo[..., j], hi[..., j] = est.interval(np.where(np.isnan(level[..., j]), family_alpha, level[..., j]))
+        at = np.where(np.isnan(level[..., j]), family_alpha, level[..., j])
+        lo[..., j], hi[..., j] = est.interval(at)
+        mde[..., j] = est.mde(at)
     verdict = np.where(p_holm <= family_alpha, np.where(mean > 0, SUPPORTED, CONTRADICTED), INCONCLUSIVE)
     usable = (learned & (n_seeds >= 2))[..., None] & np.isfinite(p)
     verdict = np.where(tested, np.where(usable, verdict, NO_VERDICT), NOT_TESTED)
     return Assessment([t.name for t in tasks], gate, gate_raw, gate_base, best_rows, learned, learned_est, n_seeds,
-                      rows, mean, p, p_holm, level, lo, hi, verdict.astype(int))
+                      rows, mean, p, p_holm, level, lo, hi, verdict.astype(int), mde,
+                      [int(e.per_seed.shape[-1]) for e in ests])
 
 
 # ----------------------------------------------------------------------------- tables
@@ -271,15 +286,15 @@ def _grid_of(obj) -> Grid:
         return obj
     grid = getattr(obj, "attrs", {}).get("grid")
     if grid is None:
-        raise InputError("the claims need the item-level results: pass the Grid that evaluate_cells returns "
+        raise InputError("the claims need the item-level results: pass the Grid that GridRun.evaluate returns "
                          "(or the summary that summarize(grid) returns)")
     return grid
 
 
-def assess_grid(grid: Grid, replicates: int = stats.REPLICATES) -> tuple[Assessment, list[TaskData], TaskData | None]:
+def assess_grid(grid: Grid, replicates: int = stats.REPLICATES) -> tuple[Assessment, list[Axis], Axis | None]:
     """`assess` on one measured grid (G = 1), with the arrays it was computed from (computed once per grid)."""
     if replicates not in grid.cache:
-        tasks, held = task_data(grid, replicates)
+        tasks, held = comparison_axes(grid, replicates)
         if not tasks and held is None:
             raise InputError("the grid holds no test items to compare")
         grid.cache[replicates] = (assess(tasks, held, grid.entropy.get("all", np.nan)), tasks, held)
@@ -331,26 +346,33 @@ def verdicts(grid) -> pd.DataFrame:
     note = why_no_verdicts(a, grid.entropy.get("all", np.nan), 0)
     short = "one seed" if a.seeds < 2 else "the Random arm did not learn (see the note)"
     out = []
-    for j, (claim, method, base, task, metric) in enumerate(a.rows):
+    for j, (claim, method, base, budget, task, metric) in enumerate(a.rows):
         code = int(a.verdict[0, j])
         tested = code != NOT_TESTED
-        out.append({"claim": claim, "statement": CLAIMS[claim][0], "method": method, "baseline": base,
-                    "task": task, "metric": metric, "advantage": float(a.mean[0, j]),
+        mde = float(a.mde[0, j]) if tested else np.nan
+        why = f"{a.pair_seeds[j]} seed(s) in common" if a.pair_seeds[j] < 2 else short
+        text = VERDICT_TEXT[code] + (f": {why}" if code == NO_VERDICT else "")
+        if code == INCONCLUSIVE:
+            text = f"inconclusive: no difference larger than {mde:.3g} detected"
+        out.append({"claim": claim, "statement": CLAIMS[claim], "method": method, "baseline": base,
+                    "budget": budget, "task": task, "metric": metric, "advantage": float(a.mean[0, j]),
                     "lo": float(a.lo[0, j]) if tested else np.nan, "hi": float(a.hi[0, j]) if tested else np.nan,
                     "level": float(1 - a.level[0, j]) if tested else np.nan,
-                    "p": float(a.p[0, j]), "p_holm": float(a.p_holm[0, j]), "seeds": a.seeds,
-                    "verdict": VERDICT_TEXT[code] + (f": {short}" if code == NO_VERDICT else "")})
+                    "p": float(a.p[0, j]), "p_holm": float(a.p_holm[0, j]), "seeds": a.pair_seeds[j], "mde": mde,
+                    "verdict": text})
     table = pd.DataFrame(out)
     table.attrs["note"] = note
     table.attrs["gate"] = gate_line(grid)
     return table
 
 
-def _one_arm(r: stats.Resampled) -> tuple[float, float, float]:
-    """Mean over seeds of one arm's metric (G = 1) and its 95% interval over items and seeds."""
+def _one_arm(r: stats.Resampled, metric: str = "") -> tuple[float, float, float]:
+    """Mean over seeds of one arm's metric (G = 1) and its 95% interval over items and seeds, clipped to the
+    metric's range (`BOUNDS`)."""
     est = stats.paired(r, 0.0)
     lo, hi = est.interval(stats.ALPHA)
-    return float(est.mean[0]), float(lo[0]), float(hi[0])
+    low, high = BOUNDS.get(metric.split(":")[0], (-np.inf, np.inf))
+    return float(est.mean[0]), float(np.clip(lo[0], low, high)), float(np.clip(hi[0], low, high))
 
 
 def summarize(grid) -> pd.DataFrame:
@@ -377,7 +399,7 @@ def summarize(grid) -> pd.DataFrame:
                "std": float(values.std(ddof=1)) if len(values) > 1 else np.nan, "seeds": len(values),
                "lo": np.nan, "hi": np.nan, "gate": gate.get(task, "") if primary.get(task) == metric else ""}
         if row["primary"] and (task, cell) in resampled:
-            row["value"], row["lo"], row["hi"] = _one_arm(resampled[(task, cell)])
+            row["value"], row["lo"], row["hi"] = _one_arm(resampled[(task, cell)], metric)
         rows.append(row)
     rows += _heldout_rows(grid, held, a)
     out = pd.DataFrame(rows)
@@ -391,7 +413,7 @@ def _kind(cell: str, kind: str) -> str:
     return "baseline" if kind == "baseline" else "reference" if cell in (RAW, FULL) else "pruned"
 
 
-def _heldout_rows(grid: Grid, held: TaskData | None, a: Assessment) -> list[dict]:
+def _heldout_rows(grid: Grid, held: Axis | None, a: Assessment) -> list[dict]:
     """Held-out MLM loss per cell (all families and each one), with the unigram entropy of those residues."""
     if held is None:
         return []
@@ -408,7 +430,7 @@ def _heldout_rows(grid: Grid, held: TaskData | None, a: Assessment) -> list[dict
         h = float(grid.entropy.get(scope, np.nan))
         for cell, (num, den) in arrays.items():
             r = _resample1((num, den), w)
-            mean, lo, hi = _one_arm(r)
+            mean, lo, hi = _one_arm(r, HELDOUT_METRIC)
             per_seed = r.point[0]
             base = {"method": cell, "kind": _kind(cell, "cell"), "data_size": int(grid.sizes.get(cell, 0)),
                     "task": HELDOUT_TASK, "section": "heldout", "family": scope, "lower_is_better": True,

@@ -1,24 +1,21 @@
-"""The paper's experiment grid (Section 4, Tables 1-3): coresets by each method, pretrained from scratch
-and evaluated downstream and on a held-out slice, over seeds that vary what matters, paired across arms.
+"""The paper's experiment grid (Section 4, Tables 1-3): coresets by each method, pretrained from scratch and
+evaluated downstream and on a held-out slice, over seeds paired across arms. `GridRun` opens one preset's grid
+for one modality once: its run layout, the pool's token store, the held-out slice, the reference model, the
+score folders, every cell's files, and the report both the CLI and notebook 05 write.
 
-Seed s sets, for every arm alike, the pretraining init, masks and data order, the Random and CCI draws and
-D_sub (the scoring run's fine-tune and Fisher subset: one score folder per seed); arms compared at seed s share
-all of it and differ only in the selection. The reference model (the Full pool row, and the model that scores
-the pool) is trained once at the preset's `seed`: it stands in for a given pretrained RNA-FM / ESM-C. No arm
-trains on the held-out slice (`corelib.experiment.heldout`).
+Seed s sets, for every arm alike, the pretraining init, masks and data order and the Random and CCI draws; the
+scores come from scoring draw s mod `grid.scoring_draws` (each draw its own D_sub, subset fine-tune and Fisher,
+with and without the fine-tune). Arms compared at seed s share all of it and differ only in the selection. The
+reference model (the Full pool row, and the model that scores the pool) is trained once at the preset's `seed`:
+it stands in for a given pretrained RNA-FM / ESM-C. No arm trains on the held-out slice
+(`corelib.experiment.heldout`). Paths: `corelib.layout.RunLayout` (the grid's section of its tree).
 
-experiment/<modality>/
-    settings.json                       the preset (the `seeds` aside: more seeds, more files)
-    heldout/                            the held-out slice (heldout.csv, manifest.json)
-    scores/seed<S>_{ft,noft}/           the scoring run of seed S (with / without the subset fine-tune)
-    full_pool/model.pt, history.csv     the reference, pretrained on the pool less the held-out slice
-    <cell>/seed<S>/                     coreset/, model.pt, history.csv (pruned cells), and for every cell
-                                        metrics.csv, items.csv, heldout.csv
-    baselines/seed<S>/                  metrics.csv, items.csv of the composition baseline rows
 Every file is written once and skipped when present, so an interrupted grid resumes.
 """
 from __future__ import annotations
 
+import functools
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,9 +23,10 @@ import numpy as np
 import pandas as pd
 
 from corelib.config import Preset
-from corelib.experiment.claims import LOWER_IS_BETTER, Grid, summarize
-from corelib.experiment.heldout import HELDOUT_MASK_SEED, Heldout, ensure_heldout, heldout_tokens
-from corelib.files import atomic_write
+from corelib.errors import InputError
+from corelib.experiment.claims import LOWER_IS_BETTER, Grid, gate_line, summarize, verdicts
+from corelib.experiment.heldout import Heldout, copies_in, ensure_heldout, heldout_windows
+from corelib.files import atomic_write, record_settings
 from corelib.layout import RunLayout
 
 
@@ -41,80 +39,45 @@ class Cell:
     multiple: int           # budget multiple (0: no pretraining, -1: the whole pool)
     finetune: bool | None   # scores with (True) or without (False) the subset fine-tune
     protocol: str = "epochs"   # epochs: pretrain.epochs over the set; steps: the optimiser steps of the 1x arm
+    budget: str = "sequences"  # sequences: the budget's count; residues: the Random arm's residues at the seed
+    seeds: str = "all"         # all: every grid seed; draws: one seed per scoring draw; extra: `grid.extra_seeds`
 
 
 REFERENCE = "Full pool"
 ARMS = (("Random", "random"), ("Top I", "topk"), ("CCI", "cci"))
+FILES = ("metrics.csv", "items.csv", "heldout.csv")
 
 
 def cells(preset: Preset) -> list[Cell]:
     """The grid's rows for a preset (Section 4): Raw; Random, Top I and CCI at every budget multiple of
     `grid.budgets` (the pruning-rate curve; above 1x trained under `grid.curve_protocol`); at the budget, Top I
-    and CCI without the fine-tune (C3), Top I on the per-token score and the loss top-k; the C2 random set
-    (10x) under both protocols; the Full pool reference."""
+    and CCI also at the Random arm's residues (C1 at equal residues), without the fine-tune at both budgets (C3),
+    Top I on the per-token score and the loss top-k; the C2 random set (10x) under both protocols; the Full pool
+    reference. The C1 arms and C2 at the same steps run at every seed, the C3 arms at one seed per scoring draw,
+    the rest at `grid.extra_seeds` seeds."""
     steps = preset.grid.curve_protocol == "steps"
     if not all(isinstance(m, int) and m >= 1 for m in preset.grid.budgets):
-        from corelib.errors import InputError
-
         raise InputError(f"grid.budgets: {preset.grid.budgets!r} must be whole multiples of the budget, each >= 1")
     out = [Cell("Raw", None, 0, None)]
     for m in sorted({1, *preset.grid.budgets}):
         suffix = "" if m == 1 else f" {m}x" + (" (same steps)" if steps else "")
-        out += [Cell(name + suffix, method, m, None if method == "random" else True, "steps" if steps and m > 1
-                     else "epochs") for name, method in ARMS]
-    out += [Cell("Top I (w/o ft)", "topk", 1, False), Cell("CCI (w/o ft)", "cci", 1, False),
-            Cell("Top I per token", "topk-per-token", 1, True), Cell("Loss top-k", "loss-topk", 1, True),
-            Cell("Random 10x", "random", 10, None), Cell("Random 10x (same steps)", "random", 10, None, "steps")]
+        out += [Cell(name + suffix, method, m, None if method == "random" else True,
+                     "steps" if steps and m > 1 else "epochs", seeds="all" if m == 1 else "extra")
+                for name, method in ARMS]
+    out += [Cell("Top I (residues)", "topk", 1, True, budget="residues"),
+            Cell("CCI (residues)", "cci", 1, True, budget="residues"),
+            Cell("Top I (w/o ft)", "topk", 1, False, seeds="draws"), Cell("CCI (w/o ft)", "cci", 1, False, seeds="draws"),
+            Cell("Top I (w/o ft, residues)", "topk", 1, False, budget="residues", seeds="draws"),
+            Cell("CCI (w/o ft, residues)", "cci", 1, False, budget="residues", seeds="draws"),
+            Cell("Top I per token", "topk-per-token", 1, True, seeds="extra"),
+            Cell("Loss top-k", "loss-topk", 1, True, seeds="extra"),
+            Cell("Random 10x", "random", 10, None, seeds="extra"),
+            Cell("Random 10x (same steps)", "random", 10, None, "steps")]
     out.append(Cell(REFERENCE, None, -1, None))
     return list({c.name: c for c in out}.values())   # a curve arm may also be a C2 arm: one cell
 
 
 CELLS = cells(Preset())   # the rows of a preset with the paper's single budget
-FILES = ("metrics.csv", "items.csv", "heldout.csv")
-
-
-def _evaluation():
-    """The evaluation layer (a seam: tests put small fakes here)."""
-    import corelib.evaluation as evaluation
-
-    return evaluation
-
-
-def experiment_dir(preset: Preset, modality: str) -> Path:
-    """runs/<preset>/experiment/<modality>/."""
-    return RunLayout(preset).experiment(modality)
-
-
-def seed_dir(preset: Preset, modality: str, cell: str, seed: int) -> Path:
-    """One cell's files at one seed: <cell>/seed<S>/."""
-    return RunLayout(preset).cell(modality, cell) / f"seed{seed}"
-
-
-def score_dir(preset: Preset, modality: str, seed: int, finetune: bool) -> Path:
-    """The scoring run of one seed: scores/seed<S>_{ft,noft}/ in the grid folder."""
-    return experiment_dir(preset, modality) / "scores" / f"seed{seed}_{'ft' if finetune else 'noft'}"
-
-
-def _pool(preset: Preset, modality: str):
-    from corelib.data.store import pool_size, token_store
-
-    fasta = RunLayout(preset).pool(modality)   # the pool is parsed once, into its token store
-    return fasta, pool_size(token_store(fasta, modality, progress=False), preset.data.pool_limit)
-
-
-def heldout_slice(preset: Preset, modality: str, fasta=None, n_pool: int | None = None) -> Heldout:
-    """The grid's held-out slice (chosen once, `corelib.experiment.heldout`)."""
-    if fasta is None or n_pool is None:
-        fasta, n_pool = _pool(preset, modality)
-    return ensure_heldout(experiment_dir(preset, modality) / "heldout", fasta, modality, n_pool,
-                          preset.data.max_tokens)
-
-
-def cell_steps(preset: Preset, n_pool: int) -> int:
-    """Optimiser steps of the 1x arm (A.3): the budget every compute-matched ("same steps") arm is given."""
-    from corelib.training.loop import total_steps
-
-    return total_steps(preset.pretrain, cell_size(Cell("Random", "random", 1, None), preset, n_pool))
 
 
 def cell_size(cell: Cell, preset: Preset, n_pool: int) -> int:
@@ -128,164 +91,11 @@ def cell_size(cell: Cell, preset: Preset, n_pool: int) -> int:
     return min(n_pool, cell.multiple * resolve_budget(n_pool, preset.selection.budget))
 
 
-def reference_model(preset: Preset, modality: str, reference=None) -> Path:
-    """The Full pool row's model: a given checkpoint (e.g. RNA-FM's .pth), else full_pool/model.pt of the grid."""
-    return Path(reference) if reference else RunLayout(preset).cell(modality, REFERENCE) / "model.pt"
+def _evaluation():
+    """The evaluation layer (a seam: tests put small fakes here)."""
+    import corelib.evaluation as evaluation
 
-
-def check_settings(preset: Preset, modality: str) -> None:
-    """Record the preset a grid folder was made with; refuse to mix its files with another preset's."""
-
-    from corelib.errors import InputError
-    from corelib.files import record_settings
-
-    path = experiment_dir(preset, modality) / "settings.json"
-    diff = record_settings(path, preset.flat(), ignore=("seeds",), defaults=Preset().flat())
-    if diff:
-        raise InputError(f"{path}: this grid was run with other settings ({', '.join(diff)}); "
-                         f"delete {path.parent} or use the same preset")
-
-
-def _reference(preset: Preset, modality: str, fasta, held: Heldout, reference, device, progress) -> Path:
-    """The given reference checkpoint, or one pretrained once (at the preset's seed) on the pool less the
-    held-out slice."""
-    from corelib.training.pretrain import pretrain_pool
-
-    path = reference_model(preset, modality, reference)
-    if reference is None and not path.exists():
-        pretrain_pool(fasta, modality, path.parent, preset, indices=held.train_indices(), device=device,
-                      progress=progress, epochs=preset.grid.reference_epochs)
-    return path
-
-
-def _scores(preset: Preset, modality: str, fasta, finetune: bool, checkpoint, device, progress,
-            exclude=None) -> Path:
-    """The score folder of seed `preset.seed` (its D_sub, drawn outside `exclude`, masks and, with `finetune`,
-    its subset fine-tune)."""
-    from corelib.influence.scoring import run_scoring
-
-    out = score_dir(preset, modality, preset.seed, finetune)
-    if not (out / "scores.parquet").exists():
-        run_scoring(fasta, modality, out, preset, checkpoint=checkpoint, finetune=finetune, device=device,
-                    progress=progress, exclude=exclude)
-    return out
-
-
-class _PoolIds:
-    """The pool's record ids, streamed once when a random cell first needs them."""
-
-    def __init__(self, fasta, modality: str, n_pool: int):
-        self.fasta, self.modality, self.n_pool, self._ids = fasta, modality, n_pool, None
-
-    def __getitem__(self, idx) -> np.ndarray:
-        if self._ids is None:
-            from itertools import islice
-
-            from corelib.data.fasta import read_fasta
-
-            self._ids = np.array([r.id for r in islice(read_fasta(self.fasta, self.modality), self.n_pool)], dtype=object)
-        return self._ids[idx]
-
-
-def _select(cell: Cell, preset: Preset, modality: str, fasta, held: Heldout, ids: _PoolIds, checkpoint, device,
-            progress, scoring_seed: int | None = None) -> np.ndarray:
-    """Pool indices of a cell's coreset at seed `preset.seed`, drawn from the pool less the held-out slice and
-    written once to <cell>/seed<S>/coreset/ (Section 3.3); the scores are those of seed `scoring_seed`
-    (default: the same seed)."""
-    from corelib.selection.files import read_coreset, read_scores, write_coreset
-    from corelib.selection.registry import select_indices
-
-    out = seed_dir(preset, modality, cell.name, preset.seed) / "coreset"
-    if (out / "indices.npy").exists():
-        return read_coreset(out)[0]
-    train = held.train_indices()
-    if cell.method == "random":
-        scores = pd.DataFrame({"id": ids[train], "index": train, "score": np.zeros(len(train))})
-        meta_file = None
-    else:
-        scorer = preset if scoring_seed is None else preset.override(seed=scoring_seed)
-        folder = _scores(scorer, modality, fasta, cell.finetune, checkpoint, device, progress, exclude=held.indices)
-        scores, _ = read_scores(folder)
-        scores = scores[~scores["index"].isin(held.indices)].reset_index(drop=True)   # never a candidate
-        meta_file = str(folder / "scores.parquet")
-    budget = cell_size(cell, preset, len(train))
-    rows = select_indices(cell.method, scores, budget, seed=preset.seed, hard_cutoff=preset.selection.hard_cutoff,
-                          strata=preset.selection.strata)
-    manifest = {"method": cell.method, "cell": cell.name, "seed": preset.seed, "budget": int(len(rows)),
-                "scoring_seed": preset.seed if scoring_seed is None else scoring_seed,
-                "n_pool": int(held.n_pool), "candidates": int(len(scores)), "heldout": int(len(held)),
-                "hard_cutoff": preset.selection.hard_cutoff, "strata": preset.selection.strata,
-                "scores_file": meta_file, "fasta": str(fasta), "modality": modality}
-    write_coreset(out, scores, rows, fasta, modality, manifest)
-    return read_coreset(out)[0]
-
-
-def _history_seed(preset: Preset) -> int:
-    return preset.seed if preset.seed in preset.seeds else preset.seeds[0]
-
-
-def pretrain_cells(preset: Preset, modality: str, device=None, progress: bool = True,
-                   reference=None) -> dict[str, pd.DataFrame]:
-    """Select and pretrain every cell at every seed that needs it (A.3/A.4), resuming or skipping finished
-    ones; returns each cell's pretraining loss history at the preset's `seed` (every seed's:
-    `pretraining_histories`). `reference`: a checkpoint that scores the pool and is the Full pool row
-    (RNA-FM / ESM); by default one is pretrained on the pool less the held-out slice."""
-    from corelib.training.pretrain import pretrain_pool
-
-    fasta, n_pool = _pool(preset, modality)   # a missing corpus is reported before anything is written
-    check_settings(preset, modality)
-    held = heldout_slice(preset, modality, fasta, n_pool)
-    ref = _reference(preset, modality, fasta, held, reference, device, progress)
-    ids = _PoolIds(fasta, modality, n_pool)
-    steps = cell_steps(preset, len(held.train_indices()))
-    for seed in preset.seeds:
-        p = preset.override(seed=seed)
-        scoring_seed = preset.seed if preset.grid.scores == "shared" else seed
-        for cell in cells(preset):
-            if cell.multiple <= 0:
-                continue
-            out = seed_dir(preset, modality, cell.name, seed)
-            idx = _select(cell, p, modality, fasta, held, ids, ref, device, progress, scoring_seed)
-            if not (out / "model.pt").exists():
-                pretrain_pool(fasta, modality, out, p, indices=idx, device=device, progress=progress,
-                              steps=steps if cell.protocol == "steps" else None)
-    long = pretraining_histories(preset, modality, reference)
-    first = long[long["seed"].isin([_history_seed(preset), -1])]
-    return {name: part.drop(columns=["cell", "seed"]).reset_index(drop=True)
-            for name, part in first.groupby("cell", sort=False)}
-
-
-def pretraining_histories(preset: Preset, modality: str, reference=None) -> pd.DataFrame:
-    """Every pretraining run's loss history: [cell, seed, ...history.csv columns] (the reference: seed -1)."""
-    frames = []
-    if reference is None and (RunLayout(preset).cell(modality, REFERENCE) / "history.csv").exists():
-        frames.append(pd.read_csv(RunLayout(preset).cell(modality, REFERENCE) / "history.csv")
-                      .assign(cell=REFERENCE, seed=-1))
-    for seed in preset.seeds:
-        for cell in cells(preset):
-            path = seed_dir(preset, modality, cell.name, seed) / "history.csv"
-            if cell.multiple > 0 and path.exists():
-                frames.append(pd.read_csv(path).assign(cell=cell.name, seed=seed))
-    if not frames:
-        return pd.DataFrame(columns=["cell", "seed"])
-    out = pd.concat(frames, ignore_index=True)
-    order = {c.name: k for k, c in enumerate(cells(preset))}
-    out = out.sort_values(["cell", "seed"], key=lambda s: s.map(order) if s.name == "cell" else s, kind="stable")
-    return out[["cell", "seed", *[c for c in out.columns if c not in ("cell", "seed")]]].reset_index(drop=True)
-
-
-def cell_model(cell: Cell, preset: Preset, modality: str, reference=None, seed: int | None = None):
-    """The encoder of a cell at a seed: untrained (Raw, initialised by the seed), the reference model (the
-    same at every seed), or the cell's model pretrained at that seed."""
-    from corelib.models.checkpoints import load_checkpoint
-    from corelib.models.masked_lm import build_model
-
-    seed = preset.seed if seed is None else seed
-    if cell.multiple == 0:
-        return build_model(modality, preset.model, seed=seed)
-    if cell.multiple < 0:
-        return load_checkpoint(reference_model(preset, modality, reference), modality)
-    return load_checkpoint(seed_dir(preset, modality, cell.name, seed) / "model.pt", modality)
+    return evaluation
 
 
 def _write_csv(path: Path, df: pd.DataFrame) -> None:
@@ -293,55 +103,357 @@ def _write_csv(path: Path, df: pd.DataFrame) -> None:
     atomic_write(path, lambda tmp: df.to_csv(tmp, index=False))
 
 
-def _evaluate_one(model, preset: Preset, modality: str, seed: int, folder: Path, held: Heldout, tokens, device):
-    """A cell's files at one seed: downstream metrics and items, held-out MLM loss per held-out sequence."""
-    from corelib.data.tokens import get_vocab
+class GridRun:
+    """One preset's grid for one modality (Section 4), opened once: `pretrain()`, `evaluate()` and `load()` read
+    and write its files, `write_report()` its tables, curve and gate line. `reference`: a checkpoint that scores
+    the pool and is the Full pool row (RNA-FM / ESM-C); by default one is pretrained on the pool less the held-out
+    slice. A missing pool (the paper corpora) is one InputError before anything is written."""
 
-    ev = _evaluation()
-    if not ((folder / "metrics.csv").exists() and (folder / "items.csv").exists()):
-        result = ev.evaluate_encoder(model, modality, preset, seed=seed, device=device)
+    def __init__(self, preset: Preset, modality: str, reference=None, device=None, progress: bool = True):
+        from corelib.data.store import pool_size, token_store
+        from corelib.runtime import choose_device
+
+        self.preset, self.modality, self.progress = preset, modality, progress
+        self.layout = RunLayout(preset)
+        self.fasta = self.layout.pool(modality)
+        self.store = token_store(self.fasta, modality, progress=False)
+        self.n_pool = pool_size(self.store, preset.data.pool_limit)
+        self.given_reference = Path(reference) if reference else None
+        self.device = choose_device(device)
+
+    # ------------------------------------------------------------------ what the grid is
+    @functools.cached_property
+    def cells(self) -> list[Cell]:
+        """The rows (`cells(preset)`)."""
+        return cells(self.preset)
+
+    def check_settings(self) -> None:
+        """Record the preset the grid folder is made with; refuse to mix its files with another preset's."""
+        path = self.layout.grid_settings(self.modality)
+        diff = record_settings(path, self.preset.flat(), ignore=("seeds",), defaults=Preset().flat())
+        if diff:
+            raise InputError(f"{path}: this grid was run with other settings ({', '.join(diff)}); "
+                             f"delete {path.parent} or use the same preset")
+
+    @functools.cached_property
+    def heldout(self) -> Heldout:
+        """The held-out slice no arm trains on (chosen once, `corelib.experiment.heldout`)."""
+        return ensure_heldout(self.layout.heldout(self.modality), self.fasta, self.modality, self.n_pool,
+                              self.preset.data.max_tokens, self.preset.data.mask_prob,
+                              cache_dir=self.store.folder.parent / "clusters", cache_key=self.store.meta["sha256"][:32])
+
+    @functools.cached_property
+    def train_indices(self) -> np.ndarray:
+        """Pool indices every arm may train on: the pool less every held-out cluster and near copy."""
+        return self.heldout.train_indices()
+
+    def size(self, cell: Cell) -> int:
+        """Sequences `cell` pretrains on (`cell_size` over the candidates)."""
+        return cell_size(cell, self.preset, len(self.train_indices))
+
+    @functools.cached_property
+    def steps(self) -> int:
+        """Optimiser steps of the 1x arm (A.3): what every compute-matched ("same steps") arm is given."""
+        from corelib.training.loop import total_steps
+
+        return total_steps(self.preset.pretrain, self.size(Cell("Random", "random", 1, None)))
+
+    def draw_of(self, seed: int) -> int:
+        """The scoring draw whose scores the cells of seed `seed` select from (seed mod `grid.scoring_draws`)."""
+        return seed % self.preset.grid.scoring_draws
+
+    def seeds_of(self, cell: Cell) -> tuple[int, ...]:
+        """The seeds a cell runs at: every grid seed, the first seed of each scoring draw (C3 arms), or the
+        first `grid.extra_seeds` seeds (the curve above 1x and the secondary arms) (Section 4)."""
+        seeds = tuple(self.preset.seeds)
+        if cell.seeds == "draws":
+            first = {}
+            for s in seeds:
+                first.setdefault(self.draw_of(s), s)
+            return tuple(sorted(first.values()))
+        if cell.seeds == "extra" and self.preset.grid.extra_seeds is not None:
+            return seeds[: self.preset.grid.extra_seeds]
+        return seeds
+
+    def residues(self, indices) -> int:
+        """Residues a set of pool sequences holds as pretraining reads them (each at most max_tokens - 2 per
+        epoch) (A.3)."""
+        lengths = self.store.lengths[np.asarray(indices, dtype=np.int64)]
+        return int(np.minimum(lengths, self.preset.data.max_tokens - 2).sum())
+
+    # ------------------------------------------------------------------ models and scores
+    @functools.cached_property
+    def reference(self) -> Path:
+        """The Full pool row's checkpoint: the given one, or one pretrained once (at the preset's seed) on the pool
+        less the held-out slice (`ensure_pretrained`)."""
+        from corelib.training.pretrain import ensure_pretrained
+
+        if self.given_reference is not None:
+            return self.given_reference
+        return ensure_pretrained(self.fasta, self.modality, self.layout.grid_reference(self.modality), self.preset,
+                                 indices=self.train_indices, device=self.device, progress=self.progress,
+                                 epochs=self.preset.grid.reference_epochs)
+
+    def scores(self, finetune: bool, draw: int) -> Path:
+        """The score folder of scoring draw `draw` (its D_sub, drawn outside the held-out slice, its masks and,
+        with `finetune`, its subset fine-tune), scored by the reference (`ensure_scores`)."""
+        from corelib.influence.scoring import ensure_scores
+
+        return ensure_scores(self.preset.override(seed=draw), self.modality, finetune, checkpoint=self.reference,
+                             device=self.device, progress=self.progress,
+                             out=self.layout.grid_scores(self.modality, draw, finetune), exclude=self.heldout.excluded)
+
+    def coreset(self, cell: Cell, seed: int) -> np.ndarray:
+        """Pool indices of a cell's coreset at seed `seed`, drawn from the pool less the held-out slice and written
+        once to its coreset folder (Section 3.3); the scores are those of scoring draw `draw_of(seed)`."""
+        from corelib.selection.files import read_coreset, read_scores, write_coreset
+        from corelib.selection.registry import select_indices
+
+        out = self.layout.coreset(self.modality, cell.name, seed)
+        if (out / "indices.npy").exists():
+            return read_coreset(out)[0]
+        train = self.train_indices
+        if cell.method == "random":
+            ids = np.asarray(self.store.ids(0, self.n_pool), dtype=object)
+            scores, scores_file = pd.DataFrame({"id": ids[train], "index": train, "score": np.zeros(len(train))}), None
+        else:
+            folder = self.scores(cell.finetune, self.draw_of(seed))
+            scores, _ = read_scores(folder)
+            scores = scores[~scores["index"].isin(self.heldout.excluded)].reset_index(drop=True)   # never a candidate
+            scores_file = str(folder / "scores.parquet")
+        p = self.preset.selection
+        budget, tokens = self.size(cell), None
+        if cell.budget == "residues":   # the Random arm's residues at this seed, each sequence counted as read
+            budget, tokens = None, self.residues(self.coreset(Cell("Random", "random", 1, None), seed))
+            scores = scores.assign(length=np.minimum(scores["length"], self.preset.data.max_tokens - 2))
+        rows = select_indices(cell.method, scores, budget, seed=seed, hard_cutoff=p.hard_cutoff, strata=p.strata,
+                              budget_tokens=tokens)
+        chosen = scores["index"].to_numpy()[rows]
+        manifest = {"method": cell.method, "cell": cell.name, "seed": seed, "budget": int(len(rows)),
+                    "residues": self.residues(chosen), "budget_residues": tokens,
+                    "heldout_copies": copies_in(self.store, self.heldout, chosen, self.preset.data.max_tokens),
+                    "scoring_draw": self.draw_of(seed), "n_pool": int(self.n_pool), "candidates": int(len(scores)),
+                    "heldout": int(len(self.heldout)), "hard_cutoff": p.hard_cutoff, "strata": p.strata,
+                    "scores_file": scores_file, "fasta": str(self.fasta), "modality": self.modality}
+        write_coreset(out, scores, rows, self.fasta, self.modality, manifest)
+        return read_coreset(out)[0]
+
+    def model(self, cell: Cell, seed: int):
+        """The encoder of a cell at a seed: untrained (Raw, initialised by the seed), the reference model (the
+        same at every seed), or the cell's model pretrained at that seed."""
+        from corelib.models.checkpoints import load_checkpoint
+        from corelib.models.masked_lm import build_model
+
+        if cell.multiple == 0:
+            return build_model(self.modality, self.preset.model, seed=seed)
+        if cell.multiple < 0:
+            return load_checkpoint(self.reference, self.modality)
+        return load_checkpoint(self.layout.seed_dir(self.modality, cell.name, seed) / "model.pt", self.modality)
+
+    # ------------------------------------------------------------------ the stages
+    def pretrain(self) -> dict[str, pd.DataFrame]:
+        """Select and pretrain every cell at every seed that needs it (A.3/A.4), resuming or skipping finished
+        ones; returns each cell's pretraining loss history at the preset's `seed` (all: `histories()`)."""
+        from corelib.training.pretrain import pretrain_pool
+
+        self.check_settings()
+        self.reference   # noqa: B018 - trained before the cells that its scores select
+        for seed in self.preset.seeds:
+            p = self.preset.override(seed=seed)
+            for cell in self.cells:
+                if cell.multiple <= 0 or seed not in self.seeds_of(cell):
+                    continue
+                out = self.layout.seed_dir(self.modality, cell.name, seed)
+                idx = self.coreset(cell, seed)
+                if not (out / "model.pt").exists():
+                    pretrain_pool(self.fasta, self.modality, out, p, indices=idx, device=self.device,
+                                  progress=self.progress, steps=self.steps if cell.protocol == "steps" else None)
+        long = self.histories()
+        first = long[long["seed"].isin([self._history_seed(), -1])]
+        return {name: part.drop(columns=["cell", "seed"]).reset_index(drop=True)
+                for name, part in first.groupby("cell", sort=False)}
+
+    def _history_seed(self) -> int:
+        return self.preset.seed if self.preset.seed in self.preset.seeds else self.preset.seeds[0]
+
+    def histories(self) -> pd.DataFrame:
+        """Every pretraining run's loss history: [cell, seed, ...history.csv columns] (the reference: seed -1)."""
+        frames = []
+        ref = self.layout.grid_reference(self.modality) / "history.csv"
+        if self.given_reference is None and ref.exists():
+            frames.append(pd.read_csv(ref).assign(cell=REFERENCE, seed=-1))
+        for seed in self.preset.seeds:
+            for cell in self.cells:
+                path = self.layout.seed_dir(self.modality, cell.name, seed) / "history.csv"
+                if cell.multiple > 0 and path.exists():
+                    frames.append(pd.read_csv(path).assign(cell=cell.name, seed=seed))
+        if not frames:
+            return pd.DataFrame(columns=["cell", "seed"])
+        out = pd.concat(frames, ignore_index=True)
+        order = {c.name: k for k, c in enumerate(self.cells)}
+        out = out.sort_values(["cell", "seed"], key=lambda s: s.map(order) if s.name == "cell" else s, kind="stable")
+        return out[["cell", "seed", *[c for c in out.columns if c not in ("cell", "seed")]]].reset_index(drop=True)
+
+    @functools.cached_property
+    def heldout_tokens(self) -> list[np.ndarray]:
+        """Token arrays of the evaluated held-out sequences (their fixed windows), in the held-out table's order."""
+        return heldout_windows(self.store, self.heldout, self.preset.data.max_tokens)
+
+    def _evaluate_one(self, model, seed: int, folder: Path) -> None:
+        """A cell's files at one seed: downstream metrics and items, held-out MLM loss per held-out sequence."""
+        from corelib.data.tokens import get_vocab
+        from corelib.evaluation.intrinsic import HELDOUT_MASK_SEED
+
+        ev = _evaluation()
+        preset = self.preset.override(seed=seed)
+        if not ((folder / "metrics.csv").exists() and (folder / "items.csv").exists()):
+            result = ev.evaluate_encoder(model, self.modality, preset, seed=seed, device=self.device)
+            self._write_result(folder, result, seed)
+        if not (folder / "heldout.csv").exists():
+            table = self.heldout.table
+            loss = ev.heldout_mlm_loss(model, self.heldout_tokens, table["source"].astype(str).tolist(),
+                                       get_vocab(self.modality), mask_seed=HELDOUT_MASK_SEED,
+                                       mask_prob=preset.data.mask_prob, device=self.device,
+                                       ids=table["id"].astype(str).tolist())
+            _write_csv(folder / "heldout.csv", loss.assign(seed=seed))
+
+    @staticmethod
+    def _write_result(folder: Path, result, seed: int) -> None:
         _write_csv(folder / "items.csv", result.items.assign(seed=seed))
         _write_csv(folder / "metrics.csv", result.metrics.assign(seed=seed))
-    if not (folder / "heldout.csv").exists():
-        loss = ev.heldout_mlm_loss(model, tokens(), held.table["source"].astype(str).tolist(), get_vocab(modality),
-                                   mask_seed=HELDOUT_MASK_SEED, mask_prob=preset.data.mask_prob, device=device,
-                                   ids=held.table["id"].astype(str).tolist())
-        _write_csv(folder / "heldout.csv", loss.assign(seed=seed))
 
+    def evaluate(self) -> Grid:
+        """Downstream metrics and test items (B.3), and the held-out MLM loss, of every cell and seed, plus the
+        composition baseline rows per seed; one file each, skipping finished ones. Returns the `Grid`."""
+        from tqdm import tqdm
 
-def evaluate_cells(preset: Preset, modality: str, device=None, progress: bool = True, reference=None) -> Grid:
-    """Downstream metrics and test items (B.3), and the held-out MLM loss, of every cell and seed, plus the
-    composition baseline rows per seed; one file each, skipping finished ones. Returns the `Grid`."""
-    from tqdm import tqdm
+        self.check_settings()
+        ev = _evaluation()
+        for seed in self.preset.seeds:
+            folder = self.layout.baselines(self.modality, seed)
+            if not ((folder / "metrics.csv").exists() and (folder / "items.csv").exists()):
+                self._write_result(folder, ev.evaluate_baselines(self.modality, self.preset.override(seed=seed), seed),
+                                   seed)
+        jobs = [(cell, seed) for seed in self.preset.seeds for cell in self.cells if seed in self.seeds_of(cell)]
+        for cell, seed in tqdm(jobs, desc=f"evaluate {self.modality}", disable=not self.progress):
+            folder = self.layout.seed_dir(self.modality, cell.name, seed)
+            if not all((folder / f).exists() for f in FILES):
+                self._evaluate_one(self.model(cell, seed), seed, folder)
+        return self.load()
 
-    from corelib.runtime import choose_device
+    def run(self) -> Grid:
+        """The whole grid: pretrain every cell, evaluate every cell and seed (each resumable)."""
+        self.pretrain()
+        return self.evaluate()
 
-    device = choose_device(device)
-    fasta, n_pool = _pool(preset, modality)
-    check_settings(preset, modality)
-    held = heldout_slice(preset, modality, fasta, n_pool)
-    cache = {}
+    def load(self) -> Grid:
+        """Every cell's and seed's files read into a `Grid` (files not yet written are absent)."""
+        sizes = {c.name: self.size(c) for c in self.cells}
+        metrics, items, losses, base_m, base_i = [], [], [], [], []
+        read = lambda p: pd.read_csv(p, dtype={"item": str})  # noqa: E731 - items are names, whatever they look like
+        for seed in self.preset.seeds:
+            for cell in self.cells:
+                folder = self.layout.seed_dir(self.modality, cell.name, seed)
+                if (folder / "metrics.csv").exists():
+                    metrics.append(pd.read_csv(folder / "metrics.csv").assign(cell=cell.name, data_size=sizes[cell.name]))
+                if (folder / "items.csv").exists():
+                    items.append(read(folder / "items.csv").assign(cell=cell.name))
+                if (folder / "heldout.csv").exists():
+                    losses.append(read(folder / "heldout.csv").assign(cell=cell.name))
+            folder = self.layout.baselines(self.modality, seed)
+            if (folder / "metrics.csv").exists():
+                base_m.append(pd.read_csv(folder / "metrics.csv"))
+                base_i.append(read(folder / "items.csv"))
+        cat = lambda frames, cols: pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)  # noqa: E731
+        metrics = cat(metrics, ["cell", "data_size", "seed", "task", "metric", "value", "primary", "protocol"])
+        base_metrics = cat(base_m, ["seed", "task", "metric", "value", "primary", "protocol"])
+        base_items = cat(base_i, ["seed", "task", "item", "num", "den"])
+        ev = _evaluation()
+        if len(base_metrics):
+            base_metrics, base_items = _baseline_rows(base_metrics, base_items, getattr(ev, "BASELINE_CELL", "Baseline"))
+        lower = {t.name: getattr(t, "primary", "") in LOWER_IS_BETTER for t in getattr(ev, "TASKS", {}).get(self.modality, [])}
+        losses, entropy = self._weighted(cat(losses, ["cell", "seed", "item", "family", "num", "den"]))
+        return Grid(self.modality, tuple(self.preset.seeds), metrics,
+                    cat(items, ["cell", "seed", "task", "item", "num", "den"]), losses, base_metrics, base_items,
+                    entropy, lower, [c.name for c in self.cells], sizes,
+                    {s: self.draw_of(s) for s in self.preset.seeds},
+                    frozenset(c.name for c in self.cells if c.finetune is not None))
 
-    def tokens():
-        if "t" not in cache:
-            cache["t"] = heldout_tokens(fasta, modality, held, preset.data.max_tokens)
-        return cache["t"]
+    def _weighted(self, losses: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+        """Held-out rows whose ratio of sums over all items is the mean of the sources' losses weighted by each
+        source's share of the pool: item i of source s scaled by w_s / D_s (D_s = the source's masked tokens,
+        the same for every arm and seed); the entropy "all" is the same weighted mean of the sources' entropies,
+        the pooled one kept as "pooled"."""
+        held = self.heldout
+        weights = {s: w for s, w in held.weights.items() if s in held.entropy}
+        total = sum(weights.values())
+        entropy = {**held.entropy, "pooled": held.entropy.get("all"),
+                   "all": sum(w * held.entropy[s] for s, w in weights.items()) / total}
+        if losses.empty:
+            return losses, entropy
+        first = losses.drop_duplicates("item").groupby("family")["den"].sum()
+        scale = losses["family"].astype(str).map({s: weights.get(s, 0.0) / total / first[s] for s in first.index})
+        return losses.assign(num=losses["num"] * scale, den=losses["den"] * scale), entropy
 
-    ev = _evaluation()
-    jobs = [(cell, seed) for seed in preset.seeds for cell in cells(preset)]
-    for seed in preset.seeds:
-        folder = experiment_dir(preset, modality) / "baselines" / f"seed{seed}"
-        if not ((folder / "metrics.csv").exists() and (folder / "items.csv").exists()):
-            result = ev.evaluate_baselines(modality, preset.override(seed=seed), seed)
-            _write_csv(folder / "items.csv", result.items.assign(seed=seed))
-            _write_csv(folder / "metrics.csv", result.metrics.assign(seed=seed))
-    for cell, seed in tqdm(jobs, desc=f"evaluate {modality}", disable=not progress):
-        folder = seed_dir(preset, modality, cell.name, seed)
-        if all((folder / f).exists() for f in FILES):
-            continue
-        model = cell_model(cell, preset, modality, reference, seed)
-        _evaluate_one(model, preset.override(seed=seed), modality, seed, folder, held, tokens, device)
-    return load_grid(preset, modality, reference)
+    # ------------------------------------------------------------------ the report
+    def write_report(self, summary: pd.DataFrame | None = None) -> list[Path]:
+        """The grid's tables (figures/05_<preset>_<modality>_{table,heldout,verdicts,pretraining}.*), its
+        pruning-rate curve and, last, the gate line as a one-line text file; returns the paths written. The
+        CLI's `experiment` and notebook 05 both call this."""
+        from corelib.report.docs import curve_figure
+        from corelib.report.figures import plot_pruning_curve
+        from corelib.report.output import save_table, savefig
+        from corelib.report.tables import save_experiment_tables
+
+        summary = summarize(self.load()) if summary is None else summary
+        name, m = self.preset.name, self.modality
+        paths = save_experiment_tables(summary, verdicts(summary), name, m)
+        paths += save_table(self.accounting(), f"05_{name}_{m}_pretraining")   # machine-free columns only
+        fig = plot_pruning_curve(summary, f"{m}, {name} preset", self.preset.grid.curve_protocol)
+        paths.append(savefig(fig, curve_figure(name, m).removesuffix(".png")))
+        return paths
+
+    def accounting(self) -> pd.DataFrame:
+        """What each arm trained on, averaged over its seeds (A.3, Section 4): seeds, sequences and residues of
+        its set (each sequence counted as pretraining reads it, at most max_tokens - 2 per epoch), optimiser steps,
+        residues read over the whole run, the final training loss, and how many evaluated held-out windows its set
+        still holds an exact or near copy of (the split's audit: 0 expected)."""
+        rows = []
+        for cell in self.cells:
+            if cell.multiple == 0 or (cell.multiple < 0 and self.given_reference is not None):
+                continue
+            seeds = [-1] if cell.multiple < 0 else list(self.seeds_of(cell))
+            for seed in seeds:
+                folder = self.layout.grid_reference(self.modality) if seed < 0 else \
+                    self.layout.seed_dir(self.modality, cell.name, seed)
+                if not (folder / "history.csv").exists():
+                    continue
+                h = pd.read_csv(folder / "history.csv")
+                if seed < 0:
+                    idx = self.train_indices
+                    copies = copies_in(self.store, self.heldout, idx, self.preset.data.max_tokens)
+                    sequences, residues = len(idx), self.residues(idx)
+                else:
+                    meta = json.loads((folder / "coreset" / "manifest.json").read_text())
+                    sequences, residues = meta["budget"], meta.get("residues", np.nan)
+                    copies = meta.get("heldout_copies", {"exact": np.nan, "near": np.nan})
+                tail = h["loss"].iloc[-max(1, len(h) // 10):]
+                rows.append({"cell": cell.name, "budget": cell.budget, "sequences": sequences, "residues": residues,
+                             "steps": len(h), "residues_read": int((h["tokens"] - 2 * h["sequences"]).sum()),
+                             "final_loss": float(tail.mean()), "heldout_exact_copies": copies["exact"],
+                             "heldout_near_copies": copies["near"]})
+        if not rows:
+            return pd.DataFrame(columns=["cell", "seeds"])
+        table = pd.DataFrame(rows)
+        out = table.groupby(["cell", "budget"], sort=False).agg(
+            seeds=("steps", "size"), sequences=("sequences", "mean"), residues=("residues", "mean"),
+            steps=("steps", "mean"), residues_read=("residues_read", "mean"), final_loss=("final_loss", "mean"),
+            heldout_exact_copies=("heldout_exact_copies", "max"), heldout_near_copies=("heldout_near_copies", "max"))
+        return out.reset_index()
+
+    def gate_line(self, summary: pd.DataFrame | None = None) -> str:
+        """One line: the Random arm's held-out loss against the unigram entropy, and whether verdicts follow."""
+        return gate_line(summarize(self.load()) if summary is None else summary)
 
 
 def _baseline_rows(metrics: pd.DataFrame, items: pd.DataFrame, name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -357,53 +469,6 @@ def _baseline_rows(metrics: pd.DataFrame, items: pd.DataFrame, name: str) -> tup
     else:
         items = items.assign(row=name)
     return metrics, items
-
-
-def load_grid(preset: Preset, modality: str, reference=None) -> Grid:
-    """Read every cell's and seed's files of a grid folder into a `Grid` (files not yet written are absent)."""
-    fasta, n_pool = _pool(preset, modality)
-    held = heldout_slice(preset, modality, fasta, n_pool)
-    n_train = n_pool - len(held)
-    rows = cells(preset)
-    sizes = {c.name: cell_size(c, preset, n_train) for c in rows}
-    metrics, items, losses, base_m, base_i = [], [], [], [], []
-    read = lambda p: pd.read_csv(p, dtype={"item": str})  # noqa: E731 - items are names, whatever they look like
-    for seed in preset.seeds:
-        for cell in rows:
-            folder = seed_dir(preset, modality, cell.name, seed)
-            if (folder / "metrics.csv").exists():
-                metrics.append(pd.read_csv(folder / "metrics.csv").assign(cell=cell.name, data_size=sizes[cell.name]))
-            if (folder / "items.csv").exists():
-                items.append(read(folder / "items.csv").assign(cell=cell.name))
-            if (folder / "heldout.csv").exists():
-                losses.append(read(folder / "heldout.csv").assign(cell=cell.name))
-        folder = experiment_dir(preset, modality) / "baselines" / f"seed{seed}"
-        if (folder / "metrics.csv").exists():
-            base_m.append(pd.read_csv(folder / "metrics.csv"))
-            base_i.append(read(folder / "items.csv"))
-    cat = lambda frames, cols: pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)  # noqa: E731
-    metrics = cat(metrics, ["cell", "data_size", "seed", "task", "metric", "value", "primary", "protocol"])
-    base_metrics = cat(base_m, ["seed", "task", "metric", "value", "primary", "protocol"])
-    base_items = cat(base_i, ["seed", "task", "item", "num", "den"])
-    ev = _evaluation()
-    if len(base_metrics):
-        base_metrics, base_items = _baseline_rows(base_metrics, base_items, getattr(ev, "BASELINE_CELL", "Baseline"))
-    lower = {}
-    try:
-        for task in ev.TASKS[modality]:
-            flag = getattr(task, "lower_is_better", None)
-            lower[task.name] = bool(flag) if flag is not None else getattr(task, "primary", "") in LOWER_IS_BETTER
-    except (AttributeError, KeyError):
-        pass
-    return Grid(modality, tuple(preset.seeds), metrics, cat(items, ["cell", "seed", "task", "item", "num", "den"]),
-                cat(losses, ["cell", "seed", "item", "family", "num", "den"]), base_metrics, base_items,
-                dict(held.entropy), lower, [c.name for c in rows], sizes)
-
-
-def run_experiment(preset: Preset, modality: str, device=None, progress: bool = True) -> pd.DataFrame:
-    """The whole grid for one modality: pretrain every cell, evaluate every cell and seed; returns `summarize`."""
-    pretrain_cells(preset, modality, device=device, progress=progress)
-    return summarize(evaluate_cells(preset, modality, device=device, progress=progress))
 
 
 def pretraining_summary(histories: dict[str, pd.DataFrame], entropy: float | None = None) -> pd.DataFrame:

@@ -32,20 +32,17 @@ import numpy as np
 from scipy import stats
 
 ALPHA = 0.05         # two-sided level of every interval and test
+POWER = 0.80         # the power at which a comparison's minimum detectable effect is stated
 REPLICATES = 2000    # bootstrap replicates
+BOOT_SEEDS = 20251   # the seed-bootstrap weights of a comparison run at fewer seeds than the grid
 METHODS = ("t", "bootstrap")
 
 
-def item_weights(n: int, replicates: int = REPLICATES, rng=None) -> np.ndarray:
-    """Item-bootstrap weights: how often each of n items is drawn in each replicate, [replicates, n] (Efron)."""
+def boot_counts(n: int, replicates: int = REPLICATES, rng=None) -> np.ndarray:
+    """Bootstrap weights of n units (test items, or seeds): how often each is drawn in each replicate,
+    [replicates, n] (Efron)."""
     rng = np.random.default_rng(rng)
     return rng.multinomial(n, np.full(n, 1.0 / n), size=replicates).astype(np.float64)
-
-
-def seed_counts(seeds: int, replicates: int = REPLICATES, rng=None) -> np.ndarray:
-    """Seed-bootstrap weights: how often each of the seeds is drawn in each replicate, [replicates, seeds]."""
-    rng = np.random.default_rng(rng)
-    return rng.multinomial(seeds, np.full(seeds, 1.0 / seeds), size=replicates).astype(np.float64)
 
 
 @dataclass(frozen=True)
@@ -91,6 +88,14 @@ class Estimate:
         exact = self.se == 0     # no variation at all: a difference is certain, none is none
         return np.where(exact, np.where(self.mean == 0, 1.0, 0.0), p)
 
+    def mde(self, alpha=ALPHA, power: float = POWER) -> np.ndarray:
+        """The minimum detectable effect: the true difference a two-sided t test at level `alpha` would detect
+        with probability `power` given this estimate's standard error, (t_{1-alpha/2} + t_{power}) x SE with the
+        estimate's degrees of freedom (NaN with one seed or by the bootstrap method)."""
+        alpha = np.broadcast_to(np.asarray(alpha, dtype=np.float64), np.shape(self.mean))
+        with np.errstate(invalid="ignore"):
+            return (stats.t.ppf(1 - alpha / 2, self.df) + stats.t.ppf(power, self.df)) * self.se
+
     def interval(self, alpha=ALPHA) -> tuple[np.ndarray, np.ndarray]:
         """Two-sided (1 - alpha) interval; `alpha` may differ per element (Holm's levels)."""
         alpha = np.broadcast_to(np.asarray(alpha, dtype=np.float64), np.shape(self.mean))
@@ -110,7 +115,8 @@ def paired(a: Resampled, b: Resampled | float, sign: float = 1.0, method: str = 
            counts: np.ndarray | None = None) -> Estimate:
     """The paired difference sign * (A - B) per seed and its mean over seeds, with the uncertainty of `method`
     (module docstring); `b` may be a constant (a one-arm interval, or a loss against an entropy). The
-    bootstrap method needs `counts`, the seed-resampling weights [B, S] (`seed_counts`)."""
+    bootstrap method needs `counts`, the seed-resampling weights [B, S] (`boot_counts`). Only the seeds both arms
+    were run at are paired."""
     if method not in METHODS:
         raise ValueError(f"unknown interval method {method!r}; known: {', '.join(METHODS)}")
     if isinstance(b, Resampled):
@@ -120,6 +126,11 @@ def paired(a: Resampled, b: Resampled | float, sign: float = 1.0, method: str = 
         b_boot = b_point[..., None]
     d = sign * (a.point - b_point)          # [..., S]
     dstar = sign * (a.boot - b_boot)        # [..., S, B]
+    both = np.isfinite(d).reshape(-1, d.shape[-1]).all(0)   # the seeds both arms were run at
+    if not both.all():
+        d, dstar = d[..., both], dstar[..., both, :]
+        if counts is not None:
+            counts = boot_counts(int(both.sum()), counts.shape[0], np.random.default_rng(BOOT_SEEDS))
     n_seeds = d.shape[-1]
     mean = d.mean(-1)
     if method == "bootstrap":
@@ -130,11 +141,11 @@ def paired(a: Resampled, b: Resampled | float, sign: float = 1.0, method: str = 
         nan = np.full(np.shape(mean), np.nan)
         return Estimate(mean, d, nan, nan)
     v_seed = d.var(-1, ddof=1) / n_seeds
+    df = np.full(np.shape(mean), float(n_seeds - 1))
     dbar = dstar.mean(-2)                                                     # [..., B]
     v_items = np.nanvar(dbar, -1, ddof=1)
     v_noise = np.nanvar(dstar - dbar[..., None, :], -1, ddof=1).mean(-1) * n_seeds / (n_seeds - 1)
     v_a = np.maximum(0.0, v_items - v_noise / n_seeds)
-    df = np.full(np.shape(mean), float(n_seeds - 1))
     return Estimate(mean, d, np.sqrt(v_seed + v_a), df)
 
 

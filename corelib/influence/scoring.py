@@ -14,6 +14,7 @@ are all-reduced in float64, so the result equals a one-process run.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -50,20 +51,79 @@ def iter_shards(n: int, shard_size: int):
 
 
 # ----------------------------------------------------------------------------- the stage
+@dataclass(frozen=True)
+class ScoringArguments:
+    """What one scoring run computes (Section 3.2), as kronfluence's ScoreArguments: a field left None takes the
+    preset's value (`preset.scoring`, `preset.model`, `preset.precision`); `resolved` fills them in.
+
+    `exclude`: pool indices D_sub never draws (a held-out set nothing may train on); `compat`: the official
+    bio-coreset recipe (scope lm_head.dense, damping 1e-8, no fine-tune, one mask draw, mean loss)."""
+
+    model: str | None = None
+    checkpoint: str | None = None
+    scope: str | None = None
+    finetune: bool = True
+    compat: str | None = None
+    damping: float | str | None = None
+    batch_size: int | None = None
+    shard_size: int | None = None
+    mask_draws: int | None = None
+    reduction: str | None = None
+    precision: str | None = None
+    skip_nonfinite: bool = False
+    exclude: np.ndarray | None = field(default=None, compare=False)
+
+    def resolved(self, preset: Preset) -> ScoringArguments:
+        """Every None replaced by the preset's value, or by compat mode's fixed recipe (Section 3.2)."""
+        if self.compat is not None and self.compat not in COMPAT:
+            raise InputError(f"unknown compat mode {self.compat!r}; known: {', '.join(COMPAT)}")
+        sc = preset.scoring
+        pick = lambda value, default: default if value is None else value  # noqa: E731
+        out = dataclasses.replace(
+            self, model=pick(self.model, preset.model), scope=pick(self.scope, sc.scope),
+            damping=pick(self.damping, sc.damping), batch_size=pick(self.batch_size, sc.batch_size),
+            shard_size=pick(self.shard_size, sc.shard_size), mask_draws=pick(self.mask_draws, sc.mask_draws),
+            reduction=pick(self.reduction, sc.reduction), precision=pick(self.precision, preset.precision),
+            checkpoint=str(self.checkpoint) if self.checkpoint else None,
+            exclude=None if self.exclude is None or not len(self.exclude)
+            else np.unique(np.asarray(self.exclude, dtype=np.int64)))
+        if self.compat:
+            recipe = COMPAT[self.compat]
+            out = dataclasses.replace(out, scope=recipe["scope"], damping=recipe["damping"], finetune=False,
+                                      mask_draws=1, reduction="mean")
+        return out
+
+    def record(self, fasta: Path, modality: str, preset: Preset) -> dict:
+        """The settings run.json records for a resolved run (a resumed run must match them; Section 3.2). Score
+        variants are recorded only when not the default, so earlier run folders stay resumable."""
+        settings = {"fasta": str(fasta), "modality": modality, "model": self.model, "checkpoint": self.checkpoint,
+                    "scope": self.scope, "finetune": self.finetune, "compat": self.compat, "damping": self.damping,
+                    "seed": preset.seed, "subset_size": preset.scoring.subset_size,
+                    "max_tokens": preset.data.max_tokens, "mask_prob": preset.data.mask_prob,
+                    "pool_limit": preset.data.pool_limit, "batch_size": self.batch_size, "shard_size": self.shard_size}
+        variants = {"mask_draws": (self.mask_draws, 1), "reduction": (self.reduction, "mean"),
+                    "precision": (self.precision, "fp32")}
+        settings.update({k: v for k, (v, default) in variants.items() if v != default})
+        if self.exclude is not None:   # a rerun with another exclusion is refused, like any setting
+            settings.update({"excluded": int(self.exclude.size),
+                             "excluded_sha256": hashlib.sha256(self.exclude.tobytes()).hexdigest()})
+        return settings
+
+
 @dataclass
 class ScoringRun:
-    """One scoring run's resolved settings and shared state, handed from step to step (Sec. 3.2)."""
+    """One scoring run's resolved arguments and shared state, handed from step to step (Sec. 3.2)."""
 
     fasta: Path
     modality: str
     out_dir: Path
     preset: Preset
-    settings: dict       # what run.json records (a resumed run must match it)
+    args: ScoringArguments   # resolved: no None left
+    settings: dict           # what run.json records (a resumed run must match it)
     rank: int
     world: int
     device: torch.device
     progress: bool
-    skip_nonfinite: bool
     n: int = 0           # pool size
     store: TokenStore | None = None      # the pool, tokenized once (corelib.data.store)
     net: MaskedLM | None = None
@@ -71,95 +131,46 @@ class ScoringRun:
     sub_tokens: list | None = None       # their tokens (None in compat mode, which has no D_sub)
     extra: dict = field(default_factory=dict)   # gradient-norm checks for scores.json
 
-    # the recorded settings the steps read
-    scope = property(lambda self: self.settings["scope"])
-    damping = property(lambda self: self.settings["damping"])
-    compat = property(lambda self: self.settings["compat"])
-    finetune = property(lambda self: self.settings["finetune"])
-    batch_size = property(lambda self: self.settings["batch_size"])
-    shard_size = property(lambda self: self.settings["shard_size"])
-    precision = property(lambda self: self.settings.get("precision", "fp32"))
-    reduction = property(lambda self: self.settings.get("reduction", "mean"))
-    mask_draws = property(lambda self: self.settings.get("mask_draws", 1))
-
     def sub_batches(self):
         """Masked D_sub batches, masks keyed by the seed (the scoring masks, Sec. 3.2)."""
-        return mlm_batches(self.sub_tokens, self.sub_idx, self.batch_size, self.net.vocab, mask_seed=self.preset.seed,
-                           mask_prob=self.preset.data.mask_prob)
+        return mlm_batches(self.sub_tokens, self.sub_idx, self.args.batch_size, self.net.vocab,
+                           mask_seed=self.preset.seed, mask_prob=self.preset.data.mask_prob)
 
 
-def run_scoring(fasta, modality: str, out_dir, preset: Preset, *, model: str | None = None, checkpoint=None,
-                scope: str | None = None, finetune: bool = True, compat: str | None = None,
-                batch_size: int | None = None, damping=None, shard_size: int | None = None, device=None,
-                skip_nonfinite: bool = False, progress: bool = True, exclude=None) -> Path:
-    """Score every sequence of `fasta` by self-influence (Eq. 11); returns the path of scores.parquet.
-    Scope, batch size, damping and shard size default to `preset.scoring`; `exclude`: pool indices D_sub
-    never draws (a held-out set that nothing may train on)."""
-    run = prepare_run(fasta, modality, out_dir, preset, model=model, checkpoint=checkpoint, scope=scope,
-                      finetune=finetune, compat=compat, batch_size=batch_size, damping=damping,
-                      shard_size=shard_size, device=device, skip_nonfinite=skip_nonfinite, progress=progress,
-                      exclude=exclude)
-    if run.finetune:
+def run_scoring(fasta, modality: str, out_dir, preset: Preset, args: ScoringArguments | None = None, *,
+                device=None, progress: bool = True, **fields) -> Path:
+    """Score every sequence of `fasta` by self-influence (Eq. 11); returns the path of scores.parquet. `args`
+    (or its fields given as keywords) say what is computed; None fields take the preset's values."""
+    args = args if args is not None else ScoringArguments(**fields)
+    run = prepare_run(fasta, modality, out_dir, preset, args, device=device, progress=progress)
+    if run.args.finetune:
         finetune_on_subset(run)
     fisher, m_count = estimate_fisher(run)
     skipped = score_shards(run, fisher)
     return merge_shards(run, fisher, m_count, skipped)
 
 
-def resolve_settings(fasta: Path, modality: str, preset: Preset, *, model, checkpoint, scope, finetune, compat,
-                     batch_size, damping, shard_size) -> dict:
-    """The run's settings for run.json (world_size is added by `prepare_run`): arguments over
-    `preset.scoring`, or compat mode's fixed recipe (Sec. 3.2)."""
-    scope = scope or preset.scoring.scope
-    damping = preset.scoring.damping if damping is None else damping
-    shard_size = shard_size or preset.scoring.shard_size
-    if compat is not None and compat not in COMPAT:
-        raise InputError(f"unknown compat mode {compat!r}; known: {', '.join(COMPAT)}")
-    if compat:
-        scope, damping, finetune = COMPAT[compat]["scope"], COMPAT[compat]["damping"], False
-    batch_size = batch_size or preset.scoring.batch_size
-    settings = {"fasta": str(fasta), "modality": modality, "model": model or preset.model,
-                "checkpoint": str(checkpoint) if checkpoint else None, "scope": scope, "finetune": finetune,
-                "compat": compat, "damping": damping, "seed": preset.seed, "subset_size": preset.scoring.subset_size,
-                "max_tokens": preset.data.max_tokens, "mask_prob": preset.data.mask_prob,
-                "pool_limit": preset.data.pool_limit, "batch_size": batch_size, "shard_size": shard_size}
-    # score variants (recorded only when not the default, so earlier run folders stay resumable)
-    variants = {"mask_draws": 1 if compat else preset.scoring.mask_draws,
-                "reduction": "mean" if compat else preset.scoring.reduction, "precision": preset.precision}
-    settings.update({k: v for k, v in variants.items() if v != {"mask_draws": 1, "reduction": "mean",
-                                                                  "precision": "fp32"}[k]})
-    return settings
-
-
-def prepare_run(fasta, modality: str, out_dir, preset: Preset, *, model=None, checkpoint=None, scope=None,
-                finetune: bool = True, compat=None, batch_size=None, damping=None, shard_size=None, device=None,
-                skip_nonfinite: bool = False, progress: bool = True, exclude=None) -> ScoringRun:
+def prepare_run(fasta, modality: str, out_dir, preset: Preset, args: ScoringArguments | None = None, *,
+                device=None, progress: bool = True) -> ScoringRun:
     """Check the run folder, load the model and draw D_sub, the Fisher subset of Eq. 9 (Sec. 3.2)."""
     fasta, out_dir = Path(fasta).resolve(), Path(out_dir)
-    settings = resolve_settings(fasta, modality, preset, model=model, checkpoint=checkpoint, scope=scope,
-                                finetune=finetune, compat=compat, batch_size=batch_size, damping=damping,
-                                shard_size=shard_size)
-    if exclude is not None and len(exclude):   # a rerun with another exclusion is refused, like any setting
-        ex = np.unique(np.asarray(exclude, dtype=np.int64))
-        settings.update({"excluded": int(ex.size), "excluded_sha256": hashlib.sha256(ex.tobytes()).hexdigest()})
+    args = (args or ScoringArguments()).resolved(preset)
+    settings = args.record(fasta, modality, preset)
     rank, world, device = dist_context(device)
     settings["world_size"] = world
     _check_run(out_dir, settings, rank, world)
-    run = ScoringRun(fasta, modality, out_dir, preset, settings, rank, world, device, progress, skip_nonfinite)
+    run = ScoringRun(fasta, modality, out_dir, preset, args, settings, rank, world, device, progress)
     run.store = token_store(fasta, modality, progress=progress and rank == 0)
     run.n = pool_size(run.store, preset.data.pool_limit)
-    run.net = get_model(modality, settings["model"], checkpoint, seed=preset.seed)
-    run.net.attend_padding = bool(compat)  # the official model file passes no key padding mask
-    if compat is None:
-        scope_params(run.net, run.scope)  # a bad scope fails before any work
+    run.net = get_model(modality, args.model, args.checkpoint, seed=preset.seed)
+    run.net.attend_padding = bool(args.compat)  # the official model file passes no key padding mask
+    if args.compat is None:
+        scope_params(run.net, args.scope)  # a bad scope fails before any work
     run.net.to(device)
-    rng = np.random.default_rng(preset.seed)
-    if exclude is None or len(exclude) == 0:
-        run.sub_idx = np.sort(rng.choice(run.n, size=min(preset.scoring.subset_size, run.n), replace=False))
-    else:   # D_sub from the pool minus the excluded indices (recorded in run.json)
-        allowed = np.setdiff1d(np.arange(run.n), np.asarray(exclude, dtype=np.int64))
-        run.sub_idx = np.sort(rng.choice(allowed, size=min(preset.scoring.subset_size, allowed.size), replace=False))
-    if compat is None:
+    allowed = np.arange(run.n) if args.exclude is None else np.setdiff1d(np.arange(run.n), args.exclude)
+    size = min(preset.scoring.subset_size, allowed.size)
+    run.sub_idx = np.sort(np.random.default_rng(preset.seed).choice(allowed, size=size, replace=False))
+    if args.compat is None:
         run.sub_tokens = run.store.gather(run.sub_idx, preset.data.max_tokens)
     return run
 
@@ -171,7 +182,7 @@ def finetune_on_subset(run: ScoringRun) -> None:
         if run.rank == 0:
             run.extra["grad_norm_before_ft"] = mean_gradient_norm(run.net, run.sub_batches(), run.device)
             history = train_mlm(run.net, run.sub_tokens, run.sub_idx, run.preset.finetune, run.device,
-                                mask_prob=run.preset.data.mask_prob, seed=run.preset.seed, precision=run.precision,
+                                mask_prob=run.preset.data.mask_prob, seed=run.preset.seed, precision=run.args.precision,
                                 out_dir=run.out_dir / "finetune", progress=run.progress, desc="fine-tune D_sub")
             history.to_csv(run.out_dir / "finetune_history.csv", index=False)
             save_checkpoint(run.net, ft_path, grad_norm_before_ft=run.extra["grad_norm_before_ft"])
@@ -195,9 +206,9 @@ def estimate_fisher(run: ScoringRun) -> tuple[dict, int]:
     fisher, m_count = _fisher_all_reduce(run, mine, bar)
     bar.close()
     if run.rank == 0:
-        if run.compat is None:  # Assumption 1 check: the mean D_sub gradient of the model that is scored
+        if run.args.compat is None:  # Assumption 1 check: the mean D_sub gradient of the model that is scored
             run.extra["grad_norm_subset"] = mean_gradient_norm(run.net, run.sub_batches(), run.device)
-        saved = {"fisher": fisher, "count": m_count, "scope": run.scope,
+        saved = {"fisher": fisher, "count": m_count, "scope": run.args.scope,
                  "grad_norm_subset": run.extra.get("grad_norm_subset")}
         atomic_write(fisher_path, lambda tmp: torch.save(saved, tmp))
     _barrier(run.world)
@@ -206,12 +217,12 @@ def estimate_fisher(run: ScoringRun) -> tuple[dict, int]:
 
 def _fisher_batches(run: ScoringRun):
     """D_sub's masked batches; in compat mode the whole pool, unmasked and padded to the official width."""
-    if not run.compat:
+    if not run.args.compat:
         return run.sub_batches()
-    width, all_idx = COMPAT[run.compat]["width"], np.arange(run.n)
+    width, all_idx = COMPAT[run.args.compat]["width"], np.arange(run.n)
     # as the official code: tokenize the whole sequence, keep its first `width` tokens (a long one has no <eos>)
     toks = [run.store.tokens(i)[:width] for i in all_idx]
-    return full_sequence_batches(toks, all_idx, run.batch_size, run.net.vocab, width)
+    return full_sequence_batches(toks, all_idx, run.args.batch_size, run.net.vocab, width)
 
 
 def score_shards(run: ScoringRun, fisher: dict) -> list[str]:
@@ -222,13 +233,13 @@ def score_shards(run: ScoringRun, fisher: dict) -> list[str]:
     skipped: list[str] = []
     bar = tqdm(total=run.n, desc=f"scoring (rank {run.rank})" if run.world > 1 else "scoring", unit="seq",
                disable=not run.progress or run.rank != 0)
-    for shard, idx in iter_shards(run.n, run.shard_size):
+    for shard, idx in iter_shards(run.n, run.args.shard_size):
         path = shard_dir / f"shard_{shard:06d}.parquet"
         if shard % run.world != run.rank or path.exists():
             bar.update(len(idx))
             continue
         frame, bad = _score_shard(run, idx, fisher, bar)
-        if bad and not run.skip_nonfinite:
+        if bad and not run.args.skip_nonfinite:
             done = len(list(shard_dir.glob("shard_*.parquet")))
             raise InputError(f"sequence {bad[0]!r} gave a non-finite gradient; {done} finished shard(s) are kept "
                              f"in {shard_dir}; rerun with --skip-nonfinite to leave it out")
@@ -244,10 +255,10 @@ def merge_shards(run: ScoringRun, fisher: dict, m_count: int, skipped: list[str]
     shard_dir, out_dir = run.out_dir / "shards", run.out_dir
     if run.rank == 0:
         scores = pd.concat([pd.read_parquet(p) for p in sorted(shard_dir.glob("shard_*.parquet"))], ignore_index=True)
-        compat = run.compat
+        compat = run.args.compat
         meta = {**run.settings, **run.extra, "n_pool": run.n, "n_scored": int(len(scores)),
                 "skipped_nonfinite": sorted(set(skipped) | _previous_skips(out_dir)),
-                "damping_value": resolve_damping(fisher, run.damping), "fisher_count": m_count,
+                "damping_value": resolve_damping(fisher, run.args.damping), "fisher_count": m_count,
                 "fisher_sha256": sha256_file(out_dir / "fisher.pt"), "fasta_sha256": sha256_file(run.fasta),
                 "score_sign": -1 if compat else 1,
                 "sign": "negated (official bio-coreset): lower = more influential" if compat
@@ -274,8 +285,8 @@ def _check_run(out_dir: Path, settings: dict, rank: int, world: int):
 
 def _fisher_all_reduce(run: ScoringRun, batches, bar):
     device, world = run.device, run.world
-    fisher, count = diagonal_fisher(run.net, batches, run.scope, device, progress=bar, allow_empty=world > 1,
-                                    precision=run.precision, reduction=run.reduction)
+    fisher, count = diagonal_fisher(run.net, batches, run.args.scope, device, progress=bar, allow_empty=world > 1,
+                                    precision=run.args.precision, reduction=run.args.reduction)
     if world > 1:
         sums = {k: v.double() * count for k, v in fisher.items()}
         total = torch.tensor([count], dtype=torch.float64, device=device)
@@ -290,12 +301,12 @@ def _fisher_all_reduce(run: ScoringRun, batches, bar):
 def _shard_batches(run: ScoringRun, idx: np.ndarray, draw: int):
     """One shard's batches: masked with mask `draw` (keyed by seed, pool index and draw), or in compat mode
     unmasked and cut at the official width."""
-    if run.compat:
-        width = COMPAT[run.compat]["width"]
-        return full_sequence_batches([run.store.tokens(i)[:width] for i in idx], idx, run.batch_size,
+    if run.args.compat:
+        width = COMPAT[run.args.compat]["width"]
+        return full_sequence_batches([run.store.tokens(i)[:width] for i in idx], idx, run.args.batch_size,
                                      run.net.vocab, width)
     toks = run.store.gather(idx, run.preset.data.max_tokens)
-    return mlm_batches(toks, idx, run.batch_size, run.net.vocab, mask_seed=run.preset.seed,
+    return mlm_batches(toks, idx, run.args.batch_size, run.net.vocab, mask_seed=run.preset.seed,
                        mask_prob=run.preset.data.mask_prob, draw=draw)
 
 
@@ -303,16 +314,16 @@ def _score_shard(run: ScoringRun, idx: np.ndarray, fisher: dict, bar):
     """Eq. 11 of one shard's sequences, averaged over the mask draws (per-draw scores kept as columns when
     there are several), with the masked-token count m and the per-token score m x I (I / m under a summed
     loss); returns (finite rows, ids of non-finite ones)."""
-    draws = run.mask_draws
+    draws = run.args.mask_draws
     per_draw, losses, groups = [], [], []
     for d in range(draws):
         rows = {}
         batches = _shard_batches(run, idx, d)
-        for b_idx, scores, loss, grp in self_influence(run.net, batches, fisher, run.damping, run.scope, run.device,
+        for b_idx, scores, loss, grp in self_influence(run.net, batches, fisher, run.args.damping, run.args.scope, run.device,
                                                        progress=bar if d == draws - 1 else None,
-                                                       precision=run.precision, reduction=run.reduction):
+                                                       precision=run.args.precision, reduction=run.args.reduction):
             for j, i in enumerate(b_idx):
-                rows[int(i)] = (-scores[j] if run.compat else scores[j], loss[j], {g: v[j] for g, v in grp.items()})
+                rows[int(i)] = (-scores[j] if run.args.compat else scores[j], loss[j], {g: v[j] for g, v in grp.items()})
         order = sorted(rows)
         per_draw.append(np.array([rows[i][0] for i in order]))
         losses.append(np.array([rows[i][1] for i in order]))
@@ -326,30 +337,32 @@ def _score_shard(run: ScoringRun, idx: np.ndarray, fisher: dict, bar):
     if draws > 1:
         for d, values in enumerate(per_draw):
             frame[f"draw{d}"] = values
-    width = COMPAT[run.compat]["width"] if run.compat else None
+    width = COMPAT[run.args.compat]["width"] if run.args.compat else None
     masked = [width or masked_count(len(run.store.tokens(i, run.preset.data.max_tokens)), run.preset.data.mask_prob)
               for i in order]
     frame["masked"] = masked
-    frame["token_score"] = frame["score"] / frame["masked"] if run.reduction == "sum" \
+    frame["token_score"] = frame["score"] / frame["masked"] if run.args.reduction == "sum" \
         else frame["score"] * frame["masked"]
     finite = np.isfinite(frame["score"].to_numpy()) & np.isfinite(frame["loss"].to_numpy())
     return frame[finite].reset_index(drop=True), frame.loc[~finite, "id"].tolist()
 
 
 def ensure_scores(preset: Preset, modality: str, finetune: bool = True, scope: str = "all", checkpoint=None,
-                  device=None, progress: bool = True) -> Path:
-    """Scores of a preset's pool under runs/<preset>/scores/<modality>_{ft,noft}/, computed once (with the
-    reference model pretrained on the pool unless `checkpoint` is given) and then reused; returns the folder."""
+                  device=None, progress: bool = True, *, out=None, exclude=None) -> Path:
+    """A score folder computed once and then reused (Section 3.2): `out` (default the preset's
+    runs/<preset>/scores/<modality>_{ft,noft}[_scope]/) scored by `checkpoint` (default the reference model
+    pretrained on the pool), D_sub drawn outside `exclude`; returns the folder."""
     from corelib.layout import RunLayout
     from corelib.training.pretrain import ensure_pretrained
 
     layout = RunLayout(preset)
     fasta = layout.pool(modality)
-    if checkpoint is None:
-        checkpoint = ensure_pretrained(fasta, modality, layout.reference(modality), preset, device=device,
-                                       progress=progress)
-    out = layout.scores(modality, finetune, scope)
+    out = Path(out) if out is not None else layout.scores(modality, finetune, scope)
     if not (out / "scores.parquet").exists():
-        run_scoring(fasta, modality, out, preset, checkpoint=checkpoint, scope=scope, finetune=finetune,
+        if checkpoint is None:
+            checkpoint = ensure_pretrained(fasta, modality, layout.reference(modality), preset, device=device,
+                                           progress=progress, epochs=preset.grid.reference_epochs)
+        run_scoring(fasta, modality, out, preset, ScoringArguments(checkpoint=checkpoint, scope=scope,
+                                                                   finetune=finetune, exclude=exclude),
                     device=device, progress=progress)
     return out

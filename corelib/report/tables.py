@@ -130,23 +130,51 @@ def heldout_table(summary: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+VERDICT_RULE = ("Rule: `advantage` = method - baseline averaged over the seeds both were run at, signed so that + "
+                "favours the method (for the held-out loss, lower is better); within each claim the comparisons are "
+                "Holm-corrected at alpha/3 = 0.0167 (the three claims share alpha = 0.05); `interval` is the Holm-"
+                "compatible interval at confidence `level`; **supported** when it lies above 0, **contradicted** when "
+                "below 0, otherwise **inconclusive**, with `mde` the difference the comparison had 80% power to detect "
+                "at that level given its seed-to-seed and item variance.")
+VERDICT_COLUMNS = ("Columns: `budget` sequences = the paper's sequence budget, residues = the Random arm's residues "
+                   "at each seed; `seeds` = paired seeds; `p_holm` = Holm-adjusted p-value.")
+
+
+def verdict_markdown(verdicts: pd.DataFrame) -> str:
+    """The verdict table as a reader needs it: the rule, the tested comparisons, one line per task whose probe
+    did not enter the claims (and why), the column definitions, the gate line and any note (Section 4)."""
+    tested = verdicts[~verdicts["verdict"].str.startswith("not tested")].copy()
+    table = rounded(tested)
+    table["interval"] = [f"[{_fmt(a)}, {_fmt(b)}]" if not pd.isna(a) else "" for a, b in zip(table["lo"], table["hi"])]
+    cols = [c for c in ("claim", "method", "baseline", "budget", "task", "metric", "advantage", "interval", "level",
+                        "p_holm", "seeds", "mde", "verdict") if c in table.columns]
+    lines = [VERDICT_RULE, "", table[cols].to_markdown(index=False, floatfmt=".4g") if len(table) else "(none tested)"]
+    untested = verdicts[verdicts["verdict"].str.startswith("not tested")]
+    for task, part in untested.groupby("task", sort=False):
+        reason = part["verdict"].iat[0].removeprefix("not tested: ")
+        lines.append(f"\nNot tested, {task} ({len(part)} comparisons): {reason}.")
+    lines += ["", VERDICT_COLUMNS]
+    gate, note = verdicts.attrs.get("gate", ""), verdicts.attrs.get("note", "")
+    lines += [f"\n{line}" for line in (gate, note if note not in gate else "") if line]
+    return "\n".join(lines) + "\n"
+
+
 def save_experiment_tables(summary: pd.DataFrame, verdicts: pd.DataFrame, preset: str, modality: str) -> list[Path]:
     """Write the grid's tables (CSV + Markdown, floats rounded as `save_table` does): figures/05_<preset>_
-    <modality>_table (every row's primary metrics, mean [95% interval], and each task's gate), _verdicts (per
-    claim, method and comparison: advantage, Holm-adjusted interval, p-values, verdict) and _heldout (the
-    held-out MLM loss per source family and its gap to the unigram entropy)."""
+    <modality>_table (every row's primary metrics, mean [95% interval], and each task's gate), _verdicts (the CSV:
+    every comparison; the Markdown: `verdict_markdown`) and _heldout (the held-out MLM loss per source and its gap
+    to the entropy of the masked residues)."""
     numbers, text = experiment_table(summary)
     name = f"05_{preset}_{modality}_table"
     csv, md = output_path(name, ".csv"), output_path(name, ".md")
     numbers.to_csv(csv, index=False)
-    md.write_text(text.to_markdown(index=False) + "\n")
+    md.write_text(text.to_markdown(index=False) + "\n\nEach cell: mean over seeds [95% interval over seeds and test "
+                  "items, clipped to the metric's range: 0-100 for percentages]; ↓ lower is better; the last row says "
+                  "whether a task's probe entered the claims.\n")
     paths = [csv, md]
-    shown = verdicts.drop(columns=[c for c in ("statement", "seeds") if c in verdicts.columns])
-    vcsv, vmd = save_table(shown, f"05_{preset}_{modality}_verdicts")
-    gate, note = verdicts.attrs.get("gate", ""), verdicts.attrs.get("note", "")
-    below = [line for line in (gate, note if note not in gate else "") if line]
-    if below:   # the gate line, and why there are no verdicts where it does not say, under the table
-        vmd.write_text(vmd.read_text() + "".join(f"\n{line}\n" for line in below))
+    vcsv, vmd = output_path(f"05_{preset}_{modality}_verdicts", ".csv"), output_path(f"05_{preset}_{modality}_verdicts", ".md")
+    rounded(verdicts.drop(columns=[c for c in ("statement",) if c in verdicts.columns])).to_csv(vcsv, index=False)
+    vmd.write_text(verdict_markdown(verdicts))
     paths += [vcsv, vmd]
     if "section" in summary.columns and (summary["section"] == "heldout").any():
         paths += list(save_table(heldout_table(summary), f"05_{preset}_{modality}_heldout"))

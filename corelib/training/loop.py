@@ -81,14 +81,15 @@ class Checkpointer:
 
 
 def train_mlm(model, tokens, indices, cfg: TrainingConfig, device="cpu", *, mask_prob: float = 0.15, seed: int = 0,
-              out_dir=None, save_every: int = 0, precision: str = "fp32",
+              out_dir=None, save_every: int = 0, precision: str = "fp32", crop: int | None = None,
               progress: bool = True, desc: str = "train", rank: int = 0, world: int = 1) -> pd.DataFrame:
     """Train `model` in place with MLM (A.3-A.5); returns the history (step, epoch, loss, lr, and the global
     batch's sequences, real tokens and wall seconds, for throughput).
 
     The run lasts `total_steps` (epochs, or `max_steps` when that is fewer); warm-up is `warmup_steps`.
     Masks are keyed by (1000 * seed + 1 + epoch, pool index): new masks each epoch, and never the
-    scoring masks (keyed by seed). With `out_dir`, `checkpoint.pt` is written atomically every epoch
+    scoring masks (keyed by seed). With `crop`, each longer sequence is cut to a random window of that many
+    tokens, a new window each epoch (keyed like the masks), as ESM-style pretraining reads long sequences. With `out_dir`, `checkpoint.pt` is written atomically every epoch
     and every `save_every` steps, and a rerun resumes from it, skipping the batches already done.
     Under torchrun (world > 1) every global batch of `batch_size` is split across the ranks and each
     rank's loss is scaled by world / batch_size, so DDP's averaged gradient is the one-process gradient.
@@ -100,7 +101,7 @@ def train_mlm(model, tokens, indices, cfg: TrainingConfig, device="cpu", *, mask
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, warmup, cfg.schedule))
     # a resumed run must match all of it; knobs added later are left out while unset, so older checkpoints resume
     run_config = {**{k: v for k, v in asdict(cfg).items() if v is not None or k not in LATER_KNOBS},
-                  "mask_prob": mask_prob, "seed": seed}
+                  "mask_prob": mask_prob, "seed": seed, **({"crop": crop} if crop is not None else {})}
     ckpt = Checkpointer(out_dir, run_config, model, opt, sched, save_every=save_every, rank=rank)
     state = ckpt.resume()
     bar = tqdm(total=last, initial=state["step"], desc=desc,
@@ -109,7 +110,7 @@ def train_mlm(model, tokens, indices, cfg: TrainingConfig, device="cpu", *, mask
     while state["epoch"] < cfg.epochs and state["step"] < last:
         epoch = state["epoch"]
         batches = mlm_batches(tokens, indices, cfg.batch_size, model.vocab, mask_seed=1000 * seed + 1 + epoch,
-                              order_seed=seed + epoch, mask_prob=mask_prob)
+                              order_seed=seed + epoch, mask_prob=mask_prob, crop=crop)
         for b, (inputs, labels, _) in enumerate(batches):
             if b < state["batch"]:
                 continue  # resumed mid-epoch: these batches were trained before the kill
