@@ -356,6 +356,11 @@ def main(argv=None) -> int:
     p.add_argument("--lr", type=Number("--lr", float, low=0, low_open=True), default=None,
                    help="pilot: the pretraining lr (default: the preset's)")
     p.add_argument("--seed", type=Number("--seed", int, low=0), default=0, help="pilot: model init, masks and order")
+    p.add_argument("--epochs", type=Number("--epochs", int, low=1), default=None,
+                   help="pilot: pretraining epochs (default: the preset's)")
+    p.add_argument("--pilot-model", default=None, help="pilot: the model preset (default: the preset's)")
+    p.add_argument("--crop", type=Number("--crop", int, low=3, high=1024), default=None,
+                   help="pilot: pretraining and evaluation window in tokens (default: the preset's max_tokens)")
     p.add_argument("--model", default="small", help="tiny / small / paper")
     p.add_argument("--n", type=Number("--n", int, low=1), default=64,
                    help="sequences for the throughput figures; pilot: sequences pretrained on")
@@ -373,7 +378,10 @@ def main(argv=None) -> int:
         from corelib.config import get_preset
         from corelib.experiment.pilot import pilot_run
 
-        over = {"seed": a.seed, "pretrain.batch_size": a.batch_size, **({"pretrain.lr": a.lr} if a.lr else {})}
+        over = {"seed": a.seed, "pretrain.batch_size": a.batch_size, **({"pretrain.lr": a.lr} if a.lr else {}),
+                **({"pretrain.epochs": a.epochs} if a.epochs else {}),
+                **({"model": a.pilot_model} if a.pilot_model else {}),
+                **({"data.max_tokens": a.crop} if a.crop else {})}
         try:
             print(json.dumps(pilot_run(get_preset(a.preset, over), a.modality, a.n, device=choose_device(a.device))))
         except InputError as exc:   # an unknown preset, a pool not built here: one line

@@ -137,6 +137,17 @@ def _experiment(args) -> int:
     preset = _preset_from(args)
     _check_model(args.model, args.modality)
     modalities = MODALITIES if args.modality == "both" else [args.modality]
+    if args.verify:   # no grid: the committed tables recomputed from the committed per-item files
+        from corelib.experiment.audit import verify
+        from corelib.layout import figures_dir
+
+        bad = 0
+        for modality in modalities:
+            lines = verify(figures_dir(), preset.name, modality)
+            print("\n".join(lines) if lines else f"{modality}: every committed verdict, interval and table cell of "
+                  f"preset {preset.name} recomputed from figures/05_{preset.name}_{modality}_items.csv.gz")
+            bad += len(lines)
+        return 1 if bad else 0
     if args.simulate_null is not None:   # the verdicts' calibration on simulated grids (fitted to a run when there is one)
         from corelib.experiment.calibration import calibration_report
 
@@ -299,8 +310,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "row (e.g. RNA-FM_pretrained.pth); default: pretrain one on the pool")
     e.add_argument("--protein-reference", default=None, help="the same for proteins (a fair-esm .pt or HF folder)")
     e.add_argument("--simulate-null", type=Number("--simulate-null", int, low=1), default=None, metavar="N",
-                   help="run no grid: draw N simulated grids of the preset's shape with no true difference (and N "
-                   "with a 1-SD effect) through the verdict code; print the false-supported rate and the power")
+                   help="run no grid: draw N simulated grids with no true difference through the verdict code, with "
+                   "the noise fitted to the run's own files when it has verdicts (else a synthetic model of the "
+                   "preset's shape); print the false-supported and false-contradicted rates and the power at one MDE")
+    e.add_argument("--verify", action="store_true", help="run no grid: recompute every committed verdict, interval "
+                   "and table cell from the committed per-item files under figures/; one line per mismatch, exit "
+                   "status 1 if any")
     _preset_flags(e, ["data", "finetune", "pretrain", "scoring", "selection", "downstream", "grid"])
     e.set_defaults(func=_experiment)
 

@@ -25,7 +25,7 @@ import pandas as pd
 from corelib.config import Preset
 from corelib.errors import InputError
 from corelib.experiment.claims import LOWER_IS_BETTER, Grid, gate_line, summarize, verdicts
-from corelib.experiment.heldout import Heldout, copies_in, ensure_heldout, heldout_windows
+from corelib.experiment.heldout import Heldout, copies_in, ensure_heldout, heldout_windows, weighted_heldout
 from corelib.files import atomic_write, record_settings
 from corelib.layout import RunLayout
 
@@ -348,6 +348,10 @@ class GridRun:
 
     def load(self) -> Grid:
         """Every cell's and seed's files read into a `Grid` (files not yet written are absent)."""
+        return self._load()[0]
+
+    def _load(self) -> tuple[Grid, pd.DataFrame]:
+        """The `Grid`, and its held-out rows before the pool-share weighting (for the audit bundle)."""
         sizes = {c.name: self.size(c) for c in self.cells}
         metrics, items, losses, base_m, base_i = [], [], [], [], []
         read = lambda p: pd.read_csv(p, dtype={"item": str})  # noqa: E731 - items are names, whatever they look like
@@ -372,42 +376,33 @@ class GridRun:
         if len(base_metrics):
             base_metrics, base_items = _baseline_rows(base_metrics, base_items, getattr(ev, "BASELINE_CELL", "Baseline"))
         lower = {t.name: getattr(t, "primary", "") in LOWER_IS_BETTER for t in getattr(ev, "TASKS", {}).get(self.modality, [])}
-        losses, entropy = self._weighted(cat(losses, ["cell", "seed", "item", "family", "num", "den"]))
-        return Grid(self.modality, tuple(self.preset.seeds), metrics,
+        raw = cat(losses, ["cell", "seed", "item", "family", "num", "den"])
+        losses, entropy = weighted_heldout(raw, self.heldout.entropy, self.heldout.weights)
+        grid = Grid(self.modality, tuple(self.preset.seeds), metrics,
                     cat(items, ["cell", "seed", "task", "item", "num", "den"]), losses, base_metrics, base_items,
                     entropy, lower, [c.name for c in self.cells], sizes,
                     {s: self.draw_of(s) for s in self.preset.seeds},
                     frozenset(c.name for c in self.cells if c.finetune is not None))
-
-    def _weighted(self, losses: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
-        """Held-out rows whose ratio of sums over all items is the mean of the sources' losses weighted by each
-        source's share of the pool: item i of source s scaled by w_s / D_s (D_s = the source's masked tokens,
-        the same for every arm and seed); the entropy "all" is the same weighted mean of the sources' entropies,
-        the pooled one kept as "pooled"."""
-        held = self.heldout
-        weights = {s: w for s, w in held.weights.items() if s in held.entropy}
-        total = sum(weights.values())
-        entropy = {**held.entropy, "pooled": held.entropy.get("all"),
-                   "all": sum(w * held.entropy[s] for s, w in weights.items()) / total}
-        if losses.empty:
-            return losses, entropy
-        first = losses.drop_duplicates("item").groupby("family")["den"].sum()
-        scale = losses["family"].astype(str).map({s: weights.get(s, 0.0) / total / first[s] for s in first.index})
-        return losses.assign(num=losses["num"] * scale, den=losses["den"] * scale), entropy
+        return grid, raw
 
     # ------------------------------------------------------------------ the report
     def write_report(self, summary: pd.DataFrame | None = None) -> list[Path]:
         """The grid's tables (figures/05_<preset>_<modality>_{table,heldout,verdicts,pretraining}.*), its
         pruning-rate curve and, last, the gate line as a one-line text file; returns the paths written. The
         CLI's `experiment` and notebook 05 both call this."""
+        from corelib.experiment.audit import write_bundle
+        from corelib.layout import figures_dir
         from corelib.report.docs import curve_figure
         from corelib.report.figures import plot_pruning_curve
         from corelib.report.output import save_table, savefig
         from corelib.report.tables import save_experiment_tables
 
-        summary = summarize(self.load()) if summary is None else summary
+        grid, raw = self._load()
+        summary = summarize(grid) if summary is None else summary
         name, m = self.preset.name, self.modality
         paths = save_experiment_tables(summary, verdicts(summary), name, m)
+        paths += write_bundle(summary.attrs["grid"], raw, {"entropy": self.heldout.entropy,
+                                                           "weights": self.heldout.weights}, figures_dir(), name)
         paths += save_table(self.accounting(), f"05_{name}_{m}_pretraining")   # machine-free columns only
         fig = plot_pruning_curve(summary, f"{m}, {name} preset", self.preset.grid.curve_protocol)
         paths.append(savefig(fig, curve_figure(name, m).removesuffix(".png")))

@@ -231,3 +231,18 @@ def copies_in(store, held: Heldout, indices, max_tokens: int) -> dict:
     exact = {w for w, _ in _exact_copies(windows, seqs, indices)}
     near = held.neighbours[held.neighbours["index"].isin(indices)]["item"].nunique()
     return {"exact": len(exact), "near": int(near)}
+
+
+def weighted_heldout(losses: pd.DataFrame, entropy: dict, weights: dict) -> tuple[pd.DataFrame, dict]:
+    """Held-out rows whose ratio of sums over all items is the mean of the sources' losses weighted by each source's
+    share of the pool (Section 4): item i of source s scaled by w_s / D_s (D_s = the source's masked tokens, the same
+    for every arm and seed); the entropy "all" is the same weighted mean of the sources' entropies of the masked
+    residues, the pooled one kept as "pooled"."""
+    weights = {s: w for s, w in weights.items() if s in entropy}
+    total = sum(weights.values())
+    out = {**entropy, "pooled": entropy.get("all"), "all": sum(w * entropy[s] for s, w in weights.items()) / total}
+    if losses.empty:
+        return losses, out
+    first = losses.drop_duplicates("item").groupby("family")["den"].sum()
+    scale = losses["family"].astype(str).map({s: weights.get(s, 0.0) / total / first[s] for s in first.index})
+    return losses.assign(num=losses["num"] * scale, den=losses["den"] * scale), out
