@@ -48,14 +48,17 @@ def _python(code: str, env: dict | None = None, cpus: set | None = None) -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
+@pytest.mark.slow   # two fresh interpreters
 @pytest.mark.skipif(platform.machine() != "x86_64", reason="OPENBLAS_CORETYPE names x86-64 kernels")
 def test_newton_table_is_the_same_under_another_blas_kernel():
-    """Nehalem (SSE) kernels round differently from the auto-detected ones; the printed relative errors agree
-    to the last digit, and the digits where the two runs' unrounded values differ lie below the bound."""
+    """Nehalem (SSE) kernels round differently from the auto-detected ones (before the Newton polish the relative
+    error at eps = 1e-3 read 0.012404 under one and 0.012407 under the other); the printed relative errors agree
+    to the last digit, and the bound leaves them at least four significant digits."""
     here = json.loads(_python(NEWTON))
     other = json.loads(_python(NEWTON, {"OPENBLAS_CORETYPE": "Nehalem", "OPENBLAS_NUM_THREADS": "1"}))
     assert here["relative_error"] == other["relative_error"]
-    assert all(np.isfinite(here["relative_error"])) and max(here["error_bound"]) < 1e-6
+    assert all(np.isfinite(here["relative_error"]))
+    assert all(b < 1e-4 * r for b, r in zip(here["error_bound"], here["relative_error"]))
 
 
 def test_fit_reaches_the_minimiser_not_a_stopping_point():
@@ -140,3 +143,22 @@ def test_pretraining_gives_the_same_weights_on_one_core_and_on_two():
     one = _python(TRAIN, env, cpus={sorted(os.sched_getaffinity(0))[0]})
     two = _python(TRAIN, env)
     assert one == two and one.startswith(f"{cpu.CPU_THREADS} ")
+
+
+PROBE = """
+from corelib.config import get_preset
+from corelib.evaluation import probe_encoder
+from corelib.models import build_model
+cfg = get_preset("smoke")
+m = probe_encoder(build_model("protein", cfg.model, seed=0), "protein", cfg, seed=0, device="cpu", tasks=["SS"]).metrics
+print(repr(float(m.loc[(m["task"] == "SS") & (m["metric"] == "ACC"), "value"].iloc[0])))
+"""
+
+
+@pytest.mark.slow   # two fresh interpreters, each probing an encoder
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="OPENBLAS_CORETYPE names x86-64 kernels")
+def test_secondary_structure_probe_is_the_same_under_another_blas_kernel():
+    """The residue probe of Table 3's SS on the Raw protein encoder: fitted by L-BFGS to sklearn's tolerance its
+    accuracy read 49.552 under the auto-detected OpenBLAS kernel and 49.518 under Nehalem's; solved to the optimum
+    it is one number, to the last bit."""
+    assert _python(PROBE) == _python(PROBE, {"OPENBLAS_CORETYPE": "Nehalem"})
