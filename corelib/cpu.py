@@ -12,10 +12,8 @@ CPU_ISA = "AVX2"   # the instruction set CPU kernels are pinned to (every x86-64
 CPU_THREADS = 2    # torch's intra-op threads on the CPU (the committed outputs were made with 2); see cpu_threads
 
 # What picks a CPU kernel by instruction set, each read once, when its library first runs: torch's own kernels
-# (ATen), oneDNN (torch's convolutions), MKL (torch's matrix products). MKL's conditional numerical
-# reproducibility honours an instruction set only on Intel CPUs (on this AMD one MKL_CBWR=AVX2 ran as AUTO);
-# COMPATIBLE is its one mode that gives the same bits on Intel and AMD (measured: no slower for the tiny model).
-ISA_VARIABLES = {"ATEN_CPU_CAPABILITY": CPU_ISA.lower(), "ONEDNN_MAX_CPU_ISA": CPU_ISA, "MKL_CBWR": "COMPATIBLE"}
+# (ATen), MKL (torch's matrix products; conditional numerical reproducibility), oneDNN (torch's convolutions).
+ISA_VARIABLES = {"ATEN_CPU_CAPABILITY": CPU_ISA.lower(), "MKL_CBWR": CPU_ISA, "ONEDNN_MAX_CPU_ISA": CPU_ISA}
 
 
 def cpu_flags() -> set[str]:
@@ -29,13 +27,12 @@ def cpu_flags() -> set[str]:
 
 
 def pin_cpu_kernels(environ=None, flags=None) -> dict:
-    """Same outputs on every machine of a kind: pin the CPU kernels torch uses (ISA_VARIABLES) where the CPU
-    has CPU_ISA (a CPU with AVX-512, or another vendor's, would otherwise run other kernels and round
-    differently, and a model trained on it drifts from the committed one). Sets the variables not already set
-    (a caller's choice stands); torch and MKL read them when they first compute, so `corelib` sets them on
-    import. Returns what it set. OpenBLAS (numpy, scipy) keeps its own kernel choice (the workplace may set
-    OPENBLAS_CORETYPE): the solves that run through it are taken to their optimum (notebook 01's retraining,
-    the probes), so its rounding stays far below the printed digits."""
+    """Same outputs on every machine of a kind: pin the CPU kernels torch uses to CPU_ISA where the CPU has
+    it (a CPU with AVX-512 would otherwise run other kernels and round differently, and a model trained on it
+    drifts from the committed one). Sets the ISA_VARIABLES not already set (a caller's choice stands); they
+    take effect only if set before torch runs its first operation, so `corelib` does this on import.
+    Returns what it set. OpenBLAS (numpy, scipy) is left to pick its kernel: what it computes is either
+    exact to far below the printed digits or printed to the digits its solver's tolerance supports."""
     environ = os.environ if environ is None else environ
     flags = cpu_flags() if flags is None else flags
     if CPU_ISA.lower() not in flags:

@@ -93,10 +93,10 @@ def test_supported_digits_keeps_the_places_the_bound_leaves_certain():
 def test_pin_cpu_kernels_pins_avx2_only_where_the_cpu_has_it_and_keeps_a_callers_choice():
     env = {}
     assert cpu.pin_cpu_kernels(env, {"sse4_2", "avx2", "avx512f"}) == env == {
-        "ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "COMPATIBLE", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+        "ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
     env = {"ATEN_CPU_CAPABILITY": "default"}
     cpu.pin_cpu_kernels(env, {"avx2"})
-    assert env["ATEN_CPU_CAPABILITY"] == "default" and env["MKL_CBWR"] == "COMPATIBLE"
+    assert env["ATEN_CPU_CAPABILITY"] == "default" and env["MKL_CBWR"] == "AVX2"
     env = {}
     assert cpu.pin_cpu_kernels(env, {"sse4_2", "avx"}) == {} and env == {}
 
