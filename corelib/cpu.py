@@ -13,6 +13,9 @@ CPU_THREADS = 2    # torch's intra-op threads on the CPU (the committed outputs 
 
 # What picks a CPU kernel by instruction set, each read once, when its library first runs: torch's own kernels
 # (ATen), MKL (torch's matrix products; conditional numerical reproducibility), oneDNN (torch's convolutions).
+# MKL honours CBWR=AVX2 on Intel CPUs (an AVX-512 one then runs the AVX2 path); on this AMD one it runs as AUTO.
+# COMPATIBLE, its only vendor-independent mode, rounds without FMA: tests/test_hf_models.py's per-sample
+# gradient check (rtol 1e-6) then fails by 1.5e-6, so it is not the default.
 ISA_VARIABLES = {"ATEN_CPU_CAPABILITY": CPU_ISA.lower(), "MKL_CBWR": CPU_ISA, "ONEDNN_MAX_CPU_ISA": CPU_ISA}
 
 
