@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import importlib
 
+from corelib.cpu import pin_cpu_kernels
+
 __version__ = "0.1.0"
+
+pin_cpu_kernels()   # before torch's first operation: the same CPU kernels on every machine (corelib.cpu)
 
 _WHERE = {
     "get_preset": "corelib.config",            # presets smoke / demo / paper (Appendix A) + overrides

@@ -1,16 +1,38 @@
-"""The one place a torch device is chosen, its numeric precision, and torchrun / torch.distributed context."""
+"""The one place a torch device is chosen, its numeric precision, the CPU kernels and threads its results
+depend on, and torchrun / torch.distributed context."""
 from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 
+from corelib.cpu import CPU_ISA, cpu_flags, cpu_threads
 from corelib.errors import InputError
+
+_WARNED: list = []   # the CPU capability already warned about (once per process)
+
+
+def reproducible_cpu() -> None:
+    """Set torch's CPU threads (`corelib.cpu.cpu_threads`) and warn once if its kernels are not the pinned ones (torch
+    imported before corelib, or ATEN_CPU_CAPABILITY set otherwise): results may then differ in the last bits."""
+    import torch
+
+    n = cpu_threads()
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    isa = torch.backends.cpu.get_cpu_capability()
+    if CPU_ISA.lower() in cpu_flags() and isa != CPU_ISA and not _WARNED:
+        _WARNED.append(isa)
+        warnings.warn(f"torch runs {isa} CPU kernels, not {CPU_ISA} (import corelib before torch, or leave "
+                      f"ATEN_CPU_CAPABILITY unset): CPU results may differ from the committed ones", stacklevel=2)
 
 
 def choose_device(prefer: str | None = None):
-    """The one place a torch device is chosen: `prefer` if given, else CUDA when available, else CPU."""
+    """The one place a torch device is chosen: `prefer` if given, else CUDA when available, else CPU; also
+    fixes torch's CPU threads (`reproducible_cpu`)."""
     import torch
 
+    reproducible_cpu()
     if isinstance(prefer, torch.device):
         prefer = str(prefer)
     if prefer:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from scipy.stats import rankdata
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.multiclass import OneVsRestClassifier
@@ -28,6 +29,8 @@ from corelib.data.labelled import ca_coordinates, contact_map
 from corelib.errors import InputError
 from corelib.evaluation import metrics
 
+MAX_ITER = 1000
+PROBE_TOL = 1e-8      # gradient tolerance of the logistic probes' Newton solves (float64)
 MIN_LOOP = 4          # a base pair needs j - i >= 4 (a hairpin loop of at least 3 nt)
 MIN_CONTACT = 6       # protein contacts are trained and scored on |i - j| >= 6 (Rao et al. 2020)
 LONG_RANGE = 24       # long-range contacts: |i - j| >= 24 (Table 2c)
@@ -91,6 +94,16 @@ def mask_near(m: np.ndarray, min_sep: int) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- the kinds
+def as_float64(x):
+    """Probe inputs in float64 (features are stored in float32 / float16): the solve is exact to float64."""
+    return x.astype(np.float64) if sp.issparse(x) else np.asarray(x, dtype=np.float64)
+
+
+def _logistic(strength: float, seed: int) -> LogisticRegression:
+    return LogisticRegression(C=strength, solver="newton-cholesky", tol=PROBE_TOL, max_iter=MAX_ITER,
+                              random_state=seed)
+
+
 class LabelKind:
     """One kind of label (Section 4.2): its level, reading, probe estimator, probe outputs and metrics."""
 
@@ -112,14 +125,17 @@ class LabelKind:
         return 1
 
     def estimator(self, strength: float, seed: int, sparse: bool = False):
-        """The linear probe (scikit-learn) on standardised features, one-hot features left unscaled (Sec. 4.2)."""
-        est = Ridge(alpha=1.0 / strength) if self.regression else LogisticRegression(
-            C=strength, max_iter=1000, random_state=seed)
+        """The linear probe (scikit-learn) on standardised features, one-hot features left unscaled (Sec. 4.2). Both
+        kinds are solved to the optimum, not to an iterative solver's stopping point (logistic: Newton-Cholesky in
+        float64 to a gradient of PROBE_TOL; ridge: a direct solve), so the accuracy is a property of the features:
+        an L-BFGS fit stopped at sklearn's tolerance moved with the machine's BLAS kernel."""
+        est = Ridge(alpha=1.0 / strength) if self.regression else _logistic(strength, seed)
         return est if sparse else make_pipeline(StandardScaler(), est)
 
     def read(self, model, x, n_classes: int = 0) -> np.ndarray:
         """A fitted probe's outputs as `score` reads them: class probabilities (every class, also those absent
         from the train rows), label probabilities, decision values (pairs) or predictions (values)."""
+        x = as_float64(x)
         if self.regression:
             return np.asarray(model.predict(x), dtype=float)
         prob = model.predict_proba(x)
@@ -189,11 +205,11 @@ class MultiLabelKind(LabelKind):
         return 12
 
     def estimator(self, strength, seed, sparse=False):
-        est = OneVsRestClassifier(LogisticRegression(C=strength, max_iter=1000, random_state=seed))
+        est = OneVsRestClassifier(_logistic(strength, seed))
         return est if sparse else make_pipeline(StandardScaler(), est)
 
     def read(self, model, x, n_classes=0):
-        return model.predict_proba(x)
+        return model.predict_proba(as_float64(x))
 
     def score(self, task, outputs, labels, density):
         """Macro AUC over the labels present with both classes in the test set (NaN when none is)."""
@@ -244,7 +260,7 @@ class PairKind(LabelKind):
     level = "pair"
 
     def read(self, model, x, n_classes=0):
-        return np.asarray(model.decision_function(x), dtype=float)
+        return np.asarray(model.decision_function(as_float64(x)), dtype=float)
 
     def precision(self, lab, out, fractions) -> dict:
         """Top-L/k precision of long-range contacts (Table 2c) of one item."""
@@ -312,7 +328,7 @@ class DistanceKind(PairKind):
         return [np.nan_to_num(d, nan=-1.0) for d in table["distances"]]
 
     def read(self, model, x, n_classes=0):
-        return np.asarray(model.predict(x), dtype=float)
+        return np.asarray(model.predict(as_float64(x)), dtype=float)
 
     def score(self, task, outputs, labels, density):
         """R2 (and SC, MAE, MSE) over the pairs i < j with a known distance; per item 100 (SST - SSE), SST."""

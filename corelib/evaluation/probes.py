@@ -23,6 +23,7 @@ from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
 
 from corelib.evaluation.features import fingerprint, probe_layers, split_features
+from corelib.evaluation.kinds import as_float64
 from corelib.evaluation.registry import Task, select_tasks
 from corelib.evaluation.scoring import Evaluation
 from corelib.evaluation.task_data import SPLITS, TaskData
@@ -40,8 +41,6 @@ POSITIVES_PER_SEQ = 64           # train pairs per sequence: at most this many p
 NEGATIVES_PER_POSITIVE = 3       # ... and this many negatives per positive (at least MIN_NEGATIVES)
 
 MIN_NEGATIVES = 32
-
-MAX_ITER = 1000
 
 FILL = -1e9                      # score of the pairs that do not count (too close, unknown)
 
@@ -61,6 +60,7 @@ def single_threaded(fn):
 
 
 def _fit(model, x, y):
+    x = as_float64(x)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         warnings.simplefilter("ignore", UserWarning)   # a multilabel column with one class in train
