@@ -131,13 +131,17 @@ def _exact_copies(windows: list[str], seqs: list[str], candidates: np.ndarray, k
             at = text.find(windows[w], at + 1)
     codes = np.frombuffer(text.encode("ascii"), dtype=np.uint8).astype(np.uint64)
     if codes.size >= k:
-        powers = np.uint64(31) ** np.arange(k - 1, -1, -1, dtype=np.uint64)
-        kmers = np.lib.stride_tricks.sliding_window_view(codes, k) @ powers
+        base = np.uint64(31)
+        kmers = np.zeros(codes.size - k + 1, dtype=np.uint64)
+        for j in range(k):   # rolling polynomial hash of every k-mer, O(N) memory (uint64 wraps around)
+            kmers = kmers * base + codes[j : j + kmers.size]
         heads = {}
         for w in range(len(windows)):
             if len(windows[w]) >= k:
-                head = np.frombuffer(windows[w][:k].encode("ascii"), dtype=np.uint8).astype(np.uint64) @ powers
-                heads.setdefault(int(head), []).append(w)
+                head = 0
+                for c in windows[w][:k].encode("ascii"):
+                    head = (head * 31 + c) % 2**64   # the same hash in Python integers
+                heads.setdefault(head, []).append(w)
         hits = np.flatnonzero(np.isin(kmers, np.array(list(heads), dtype=np.uint64)))
         for at in hits.tolist():
             for w in heads.get(int(kmers[at]), []):
