@@ -215,7 +215,8 @@ def test_experiment_cli_writes_tables_and_says_why_there_are_no_verdicts(tiny_gr
                            "--selection-budget", "3", "--pretrain-epochs", "1", "--subset-size", "16")
     assert status == 0, err
     names = sorted(p.name for p in (tmp_path / "figures").iterdir())
-    assert names == ["05_smoke_pruning_curve_rna.png", "05_smoke_rna_heldout.csv", "05_smoke_rna_heldout.md",
+    assert names == ["05_smoke_pruning_curve_rna.png", "05_smoke_rna_grid.json", "05_smoke_rna_heldout.csv",
+                     "05_smoke_rna_heldout.md", "05_smoke_rna_items.csv.gz", "05_smoke_rna_metrics.csv.gz",
                      "05_smoke_rna_pretraining.csv", "05_smoke_rna_pretraining.md", "05_smoke_rna_table.csv",
                      "05_smoke_rna_table.md", "05_smoke_rna_verdicts.csv", "05_smoke_rna_verdicts.md"]
     # the fake held-out loss (2.5 nats) is above the residues' entropy: the gate line says no verdicts, and why

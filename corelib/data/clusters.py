@@ -112,7 +112,7 @@ def mmseqs_neighbours(query_ids, query_seqs, target_ids, target_seqs, modality: 
         _write_fasta(t, target_ids, target_seqs)
         cmd = [binary, "easy-search", str(q), str(t), str(out), str(Path(tmp) / "work"), "--min-seq-id",
                str(params["duplicate_id"]), "-c", str(params["coverage"]), "--cov-mode", "2", "--threads", str(threads),
-               "--format-output", "query,target,fident", "--split-memory-limit", "6G", "-v", "1"]
+               "--format-output", "query,target,fident", "-v", "1"]
         if modality == "rna":
             cmd += ["--search-type", "3"]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
