@@ -132,9 +132,6 @@ def read_coreset(path, pool: tuple | None = None) -> tuple[np.ndarray, dict]:
         raise InputError(f"{path}: not a coreset folder (no indices.npy)")
     manifest = read_json(path / "manifest.json", "coreset manifest")
     indices = read_npy(path / "indices.npy", "coreset index file")
-    if "budget" in manifest and len(indices) != manifest["budget"]:
-        raise InputError(f"{path / 'indices.npy'}: holds {len(indices)} pool indices, its manifest.json says "
-                         f"{manifest['budget']}")
     if indices.size and indices.min() < 0:
         raise InputError(f"{path / 'indices.npy'}: holds a negative pool index")
     if pool is not None:
