@@ -12,7 +12,7 @@ import json
 import sys
 
 from corelib.config import NONE, Number, get_preset, knobs
-from corelib.errors import InputError
+from corelib.errors import InputError, write_fault
 from corelib.errors import OneLineParser as _Parser
 
 MODALITIES = ["rna", "protein"]
@@ -69,7 +69,7 @@ def _data(args) -> int:
 
         names = args.names or ["rna_typecls", "rna_ss", "protein_loc", "protein_struct", "rna_demo", "protein_demo"]
         for name in names:
-            print(f"built {build_dataset(name, full=args.full, out_dir=args.out)}")
+            print(f"built {build_dataset(name, full=args.full, out_dir=args.out, wait=args.wait)}")
     elif args.data_verb == "leakage":
         from corelib.data.labelled import leakage_report
 
@@ -88,7 +88,7 @@ def _select(args) -> int:
     out, n_rows, n_pool = select_coreset(args.scores, args.method, args.out, budget=args.budget, rate=args.rate,
                                          budget_tokens=args.budget_tokens, like=args.like, fasta=args.fasta, modality=args.modality, seed=args.seed,
                                          hard_cutoff=args.hard_cutoff, strata=args.strata, cap=args.cap,
-                                         min_seq_id=args.min_seq_id, column=args.column)
+                                         min_seq_id=args.min_seq_id, column=args.column, wait=args.wait)
     print(f"{args.method}: {n_rows} of {n_pool} sequences -> {out}")
     return 0
 
@@ -108,10 +108,11 @@ def _score(args) -> int:
 
     preset = _preset_from(args)
     _check_model(args.model, args.modality)
-    scoring = ScoringArguments(checkpoint=args.checkpoint, finetune=not args.no_finetune, compat=args.compat,
-                               skip_nonfinite=args.skip_nonfinite)
+    # --model given with a checkpoint must describe it; not given, the checkpoint says what runs
+    scoring = ScoringArguments(model=args.model, checkpoint=args.checkpoint, finetune=not args.no_finetune,
+                               compat=args.compat, skip_nonfinite=args.skip_nonfinite)
     path = run_scoring(dataset_path(args.fasta), args.modality, args.out, preset, scoring, device=args.device,
-                       progress=not args.quiet)
+                       progress=not args.quiet, wait=args.wait)
     print(f"scores -> {path}")
     return 0
 
@@ -123,9 +124,10 @@ def _pretrain(args) -> int:
 
     preset = _preset_from(args)
     _check_model(args.model, args.modality)
-    indices = read_coreset(args.coreset)[0] if args.coreset else None
-    pretrain_pool(dataset_path(args.fasta), args.modality, args.out, preset, indices=indices, device=args.device,
-                  save_every=args.save_every, progress=not args.quiet)
+    fasta = dataset_path(args.fasta)
+    indices = read_coreset(args.coreset, pool=(fasta, args.modality))[0] if args.coreset else None
+    pretrain_pool(fasta, args.modality, args.out, preset, indices=indices, device=args.device,
+                  save_every=args.save_every, progress=not args.quiet, wait=args.wait)
     print(f"model -> {args.out}/model.pt")
     return 0
 
@@ -159,7 +161,7 @@ def _experiment(args) -> int:
         return 0
     for modality in modalities:
         run = GridRun(preset, modality, reference=getattr(args, f"{modality}_reference"), device=args.device,
-                      progress=not args.quiet)
+                      progress=not args.quiet, wait=args.wait)
         run.pretrain()
         if args.stage == "pretrain":
             continue
@@ -174,8 +176,11 @@ def _evaluate(args) -> int:
     from corelib.data.manifests import dataset_path
     from corelib.evaluation.intrinsic import evaluate_fasta
     from corelib.files import atomic_write
+    from corelib.rundir import output_file
     from corelib.runtime import choose_device
 
+    if args.json:
+        output_file(args.json, "--json")   # before any work: a path that cannot be written is one line
     result = evaluate_fasta(args.checkpoint, dataset_path(args.fasta), args.modality, args.max_tokens, args.mask_prob,
                             args.mask_seed, args.limit, args.batch_size, choose_device(args.device))
     print(f"held-out MLM loss on masked positions: {result['loss']:.4f} nats ({result['sequences']} sequences, "
@@ -209,7 +214,13 @@ def _stage(p, out_help: str, sections: list[str]) -> None:
     p.add_argument("--fasta", required=True, help="pool FASTA, or a data set name (rna_demo, protein_demo, ...)")
     p.add_argument("--modality", required=True, choices=MODALITIES)
     p.add_argument("--out", required=True, help=out_help)
+    _wait_flag(p)
     _preset_flags(p, sections, skip=("rna_pool", "protein_pool"))
+
+
+def _wait_flag(p) -> None:
+    p.add_argument("--wait", action="store_true", help="when another run is writing the output folder, wait for "
+                   "it instead of stopping (exit status 2)")
 
 
 def _preset_flags(p, sections: list[str], skip=()) -> None:
@@ -233,6 +244,7 @@ def _data_parser(sub) -> None:
     b.add_argument("names", nargs="*", help="rna_demo, protein_demo, rna_typecls, rna_ss, protein_loc, protein_struct")
     b.add_argument("--full", action="store_true", help="every sequence, written to the cache (not committed)")
     b.add_argument("--out", default=None, help="output folder (default: data_manifests/files, or the cache for --full)")
+    _wait_flag(b)
     dsub.add_parser("verify", help="check the committed demo files against their manifests' sha256")
     lk = dsub.add_parser("leakage", help="labelled test sequences found in the pools: exact and MMseqs2 near duplicates")
     lk.add_argument("names", nargs="*", help="rna_typecls, rna_ss, protein_loc, protein_struct (default: all)")
@@ -255,7 +267,9 @@ def _select_parser(sub) -> None:
                       help="keep as many sequences as fit in this many residues (met within one sequence)")
     size.add_argument("--like", default=None, help="length-matched: the coreset folder whose length histogram "
                       "to match")
-    s.add_argument("--out", required=True, help="coreset folder to write")
+    s.add_argument("--out", required=True, help="coreset folder to write (a finished one with the same manifest is "
+                   "kept as it is)")
+    _wait_flag(s)
     s.add_argument("--fasta", default=None, help="pool FASTA (default: the one named in scores.json)")
     s.add_argument("--modality", choices=MODALITIES, default=None)
     s.add_argument("--seed", type=Number("--seed", int, low=0), default=None, help="default 0 (42 for cci-official)")
@@ -316,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--verify", action="store_true", help="run no grid: recompute every committed verdict, interval "
                    "and table cell from the committed per-item files under figures/; one line per mismatch, exit "
                    "status 1 if any")
+    _wait_flag(e)
     _preset_flags(e, ["data", "finetune", "pretrain", "scoring", "selection", "downstream", "grid"])
     e.set_defaults(func=_experiment)
 
@@ -354,6 +369,12 @@ def main(argv=None) -> int:
         return args.func(args)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if write_fault(exc) is None:
+            raise
+        # refused by the machine outside `atomic_write` (a folder created, a cache file): one line naming the file
+        print(f"error: {exc.filename or 'a file'}: {exc.strerror}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; finished work is kept on disk", file=sys.stderr)

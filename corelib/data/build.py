@@ -14,17 +14,26 @@ from corelib.data.manifests import manifests_dir
 from corelib.data.pools import DATASETS, pool_manifest, select_demo, write_fasta_gz
 from corelib.data.sources import clean_rows, source_readers
 from corelib.errors import InputError
+from corelib.files import atomic_write
+from corelib.rundir import open_run
 
 
-def build_dataset(name: str, full: bool = False, out_dir: Path | None = None) -> Path:
+def build_dataset(name: str, full: bool = False, out_dir: Path | None = None, wait: bool = False) -> Path:
     """Rebuild a pool from Debian packages (demo: the committed file; full: every sequence, cache only),
-    leaving out the test sequences of the labelled sets; labelled set names build those."""
+    leaving out the test sequences of the labelled sets; labelled set names build those. The output folder is
+    checked and held (`open_run`) before any download; `wait`: wait for another build writing it."""
     from corelib.data.labelled import LABELLED, build_labelled
 
-    if name in LABELLED and not full:
-        return build_labelled(name, out_dir)
-    if name not in DATASETS:
+    if name not in DATASETS and not (name in LABELLED and not full):
         raise InputError(f"unknown data set {name!r}; buildable: {', '.join([*DATASETS, *LABELLED])}")
+    folder = Path(out_dir) if out_dir else (manifests_dir() / "files" if not full else cache_dir() / "full")
+    with open_run(folder, wait=wait):
+        if name in LABELLED and not full:
+            return build_labelled(name, out_dir)
+        return _build_pool(name, full, folder)
+
+
+def _build_pool(name: str, full: bool, out_dir: Path) -> Path:
     spec = DATASETS[name]
     modality = spec["modality"]
     pkgs, readers = source_readers(modality)
@@ -39,10 +48,9 @@ def build_dataset(name: str, full: bool = False, out_dir: Path | None = None) ->
     if not full:
         df = select_demo(df, spec)
     out_name = name if not full else name.replace("_demo", "_full")
-    out_dir = Path(out_dir) if out_dir else (manifests_dir() / "files" if not full else cache_dir() / "full")
     fasta = out_dir / f"{out_name}.fasta.gz"
     write_fasta_gz(df, fasta)
     manifest = pool_manifest(out_name, modality, df, stats, versions, fasta, full)
     man_path = (manifests_dir() if out_dir == manifests_dir() / "files" else out_dir) / f"{out_name}.yaml"
-    man_path.write_text(yaml.safe_dump(manifest, sort_keys=False, width=120))
+    atomic_write(man_path, lambda tmp: tmp.write_text(yaml.safe_dump(manifest, sort_keys=False, width=120)))
     return fasta

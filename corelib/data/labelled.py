@@ -28,7 +28,7 @@ import pandas as pd
 import yaml
 
 from corelib.errors import InputError
-from corelib.files import atomic_gzip
+from corelib.files import atomic_gzip, atomic_write
 
 LABELLED = {
     "rna_typecls": "rna", "rna_ss": "rna", "protein_loc": "protein", "protein_struct": "protein",
@@ -326,7 +326,7 @@ def build_labelled(name: str, out_dir: Path | None = None) -> Path:
         "build_command": f"python -m corelib data build {name}",
     }
     man_dir = manifests_dir() if out_dir == manifests_dir() / "files" else out_dir
-    (man_dir / f"{name}.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False, width=120))
+    atomic_write(man_dir / f"{name}.yaml", lambda tmp: tmp.write_text(yaml.safe_dump(manifest, sort_keys=False, width=120)))
     return path
 
 _TASKS = {

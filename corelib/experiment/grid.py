@@ -28,6 +28,7 @@ from corelib.experiment.claims import LOWER_IS_BETTER, Grid, gate_line, summariz
 from corelib.experiment.heldout import Heldout, copies_in, ensure_heldout, heldout_windows, weighted_heldout
 from corelib.files import atomic_write, record_settings
 from corelib.layout import RunLayout
+from corelib.rundir import open_run
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,17 @@ def cell_size(cell: Cell, preset: Preset, n_pool: int) -> int:
     return min(n_pool, cell.multiple * resolve_budget(n_pool, preset.selection.budget))
 
 
+def _holding(stage):
+    """A GridRun stage run holding the grid's folder (`open_run`: one run at a time; a finished grid on read-only
+    media is only read)."""
+    @functools.wraps(stage)
+    def run(self, *args, **kwargs):
+        with open_run(self.layout.experiment(self.modality), wait=self.wait, what="the grid folder", read_only_ok=True):
+            return stage(self, *args, **kwargs)
+
+    return run
+
+
 def _evaluation():
     """The evaluation layer (a seam: tests put small fakes here)."""
     import corelib.evaluation as evaluation
@@ -107,9 +119,11 @@ class GridRun:
     """One preset's grid for one modality (Section 4), opened once: `pretrain()`, `evaluate()` and `load()` read
     and write its files, `write_report()` its tables, curve and gate line. `reference`: a checkpoint that scores
     the pool and is the Full pool row (RNA-FM / ESM-C); by default one is pretrained on the pool less the held-out
-    slice. A missing pool (the paper corpora) is one InputError before anything is written."""
+    slice. A missing pool (the paper corpora) is one InputError before anything is written. `wait`: wait for
+    another run writing the grid's folder instead of one line and exit status 2."""
 
-    def __init__(self, preset: Preset, modality: str, reference=None, device=None, progress: bool = True):
+    def __init__(self, preset: Preset, modality: str, reference=None, device=None, progress: bool = True,
+                 wait: bool = False):
         from corelib.data.store import pool_size, token_store
         from corelib.runtime import choose_device
 
@@ -120,6 +134,7 @@ class GridRun:
         self.n_pool = pool_size(self.store, preset.data.pool_limit)
         self.given_reference = Path(reference) if reference else None
         self.device = choose_device(device)
+        self.wait = wait
 
     # ------------------------------------------------------------------ what the grid is
     @functools.cached_property
@@ -251,6 +266,7 @@ class GridRun:
         return load_checkpoint(self.layout.seed_dir(self.modality, cell.name, seed) / "model.pt", self.modality)
 
     # ------------------------------------------------------------------ the stages
+    @_holding
     def pretrain(self) -> dict[str, pd.DataFrame]:
         """Select and pretrain every cell at every seed that needs it (A.3/A.4), resuming or skipping finished
         ones; returns each cell's pretraining loss history at the preset's `seed` (all: `histories()`)."""
@@ -322,6 +338,7 @@ class GridRun:
         _write_csv(folder / "items.csv", result.items.assign(seed=seed))
         _write_csv(folder / "metrics.csv", result.metrics.assign(seed=seed))
 
+    @_holding
     def evaluate(self) -> Grid:
         """Downstream metrics and test items (B.3), and the held-out MLM loss, of every cell and seed, plus the
         composition baseline rows per seed; one file each, skipping finished ones. Returns the `Grid`."""

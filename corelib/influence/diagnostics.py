@@ -15,9 +15,11 @@ from scipy.stats import spearmanr
 
 from corelib.data.store import token_store
 from corelib.data.tokens import mlm_batches
+from corelib.files import atomic_write
 from corelib.influence.fisher import _run
 from corelib.influence.hooks import scope_params
 from corelib.models.checkpoints import get_model, load_checkpoint
+from corelib.rundir import output_file
 from corelib.selection.diagnostics import jaccard
 from corelib.selection.files import read_scores
 from corelib.selection.registry import select_indices
@@ -140,11 +142,14 @@ def diagnose(folder, other=None, budget=None, sample: int = 512, device="cpu") -
 
 
 def write_diagnostics(folder, out=None, **kwargs) -> Path:
-    """`python -m corelib diagnose`: the table as CSV and Markdown beside the scores (or at `out`)."""
+    """`python -m corelib diagnose`: the table as CSV and Markdown beside the scores (or at `out`), each written
+    atomically; an `out` that cannot be written is one line before any work."""
+    if out is not None:
+        out = output_file(out, "--out")
     table = diagnose(folder, **kwargs)
-    out = Path(out) if out else Path(folder) / "diagnostics.csv"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out, index=False)
-    out.with_suffix(".md").write_text(table.to_markdown(index=False, floatfmt=".4g") + "\n")
-    out.with_suffix(".json").write_text(json.dumps({"scores": str(folder), **{k: str(v) for k, v in kwargs.items()}}))
+    out = out or Path(folder) / "diagnostics.csv"
+    atomic_write(out, lambda tmp: table.to_csv(tmp, index=False))
+    atomic_write(out.with_suffix(".md"), lambda tmp: tmp.write_text(table.to_markdown(index=False, floatfmt=".4g") + "\n"))
+    atomic_write(out.with_suffix(".json"), lambda tmp: tmp.write_text(
+        json.dumps({"scores": str(folder), **{k: str(v) for k, v in kwargs.items()}})))
     return out

@@ -1,8 +1,9 @@
 """The scoring stage: fine-tune on D_sub (Remark 1), Fisher on D_sub (Eq. 9), Eq. 11 for every pool
 sequence, streamed from the FASTA in shards that are committed atomically, resumable and torchrun-aware.
 
-Layout of the output folder:
-    run.json          the run's settings (a rerun with other settings is refused)
+Layout of the output folder (opened with `corelib.rundir.open_run`: one run at a time):
+    run.json          the run's settings (a rerun with other settings is refused), written once the inputs
+                      (FASTA, checkpoint, scope) are read
     finetuned.pt      the model after the one-epoch fine-tune (absent with --no-finetune)
     fisher.pt         diag(F) over D_sub and its size M
     shards/shard_NNNNNN.parquet   scores of pool indices [N * shard_size, (N + 1) * shard_size)
@@ -11,12 +12,15 @@ Layout of the output folder:
 Under torchrun every rank streams the FASTA; shard k is scored by rank k % world; Fisher partial sums
 are all-reduced in float64, so the result equals a one-process run.
 
+A finished folder (scores.parquet and scores.json beside a run.json of the same settings) is read, not rewritten.
+A damaged intermediate (finetuned.pt, fisher.pt, a shard) is one warning line and is computed again.
+
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,11 +34,13 @@ from corelib.config import Preset
 from corelib.data.store import TokenStore, pool_size, token_store
 from corelib.data.tokens import full_sequence_batches, masked_count, mlm_batches
 from corelib.errors import InputError
-from corelib.files import atomic_write, record_settings, sha256_file
+from corelib.files import atomic_write, read_intermediate, read_json, record_settings, sha256_file
 from corelib.influence.fisher import diagonal_fisher, resolve_damping, self_influence
 from corelib.influence.hooks import scope_params
 from corelib.models.checkpoints import get_model, load_checkpoint, save_checkpoint
-from corelib.models.masked_lm import MaskedLM
+from corelib.models.families import torch_load, torch_save
+from corelib.models.masked_lm import MaskedLM, model_name
+from corelib.rundir import open_run
 from corelib.runtime import barrier as _barrier
 from corelib.runtime import dist_context
 from corelib.selection.files import write_scores
@@ -54,7 +60,8 @@ def iter_shards(n: int, shard_size: int):
 @dataclass(frozen=True)
 class ScoringArguments:
     """What one scoring run computes (Section 3.2), as kronfluence's ScoreArguments: a field left None takes the
-    preset's value (`preset.scoring`, `preset.model`, `preset.precision`); `resolved` fills them in.
+    preset's value (`preset.scoring`, `preset.model`, `preset.precision`); `resolved` fills them in. With a
+    `checkpoint`, `model` left None is the checkpoint's architecture, and a `model` given must describe it.
 
     `exclude`: pool indices D_sub never draws (a held-out set nothing may train on); `compat`: the official
     bio-coreset recipe (scope lm_head.dense, damping 1e-8, no fine-tune, one mask draw, mean loss)."""
@@ -80,7 +87,7 @@ class ScoringArguments:
         sc = preset.scoring
         pick = lambda value, default: default if value is None else value  # noqa: E731
         out = dataclasses.replace(
-            self, model=pick(self.model, preset.model), scope=pick(self.scope, sc.scope),
+            self, model=self.model if self.checkpoint else pick(self.model, preset.model), scope=pick(self.scope, sc.scope),
             damping=pick(self.damping, sc.damping), batch_size=pick(self.batch_size, sc.batch_size),
             shard_size=pick(self.shard_size, sc.shard_size), mask_draws=pick(self.mask_draws, sc.mask_draws),
             reduction=pick(self.reduction, sc.reduction), precision=pick(self.precision, preset.precision),
@@ -130,6 +137,7 @@ class ScoringRun:
     sub_idx: np.ndarray | None = None    # D_sub, sorted pool indices
     sub_tokens: list | None = None       # their tokens (None in compat mode, which has no D_sub)
     extra: dict = field(default_factory=dict)   # gradient-norm checks for scores.json
+    extra_record: bool = False   # run.json was written by this run (removed if it fails before any work)
 
     def sub_batches(self):
         """Masked D_sub batches, masks keyed by the seed (the scoring masks, Sec. 3.2)."""
@@ -138,34 +146,74 @@ class ScoringRun:
 
 
 def run_scoring(fasta, modality: str, out_dir, preset: Preset, args: ScoringArguments | None = None, *,
-                device=None, progress: bool = True, **fields) -> Path:
+                device=None, progress: bool = True, wait: bool = False, **fields) -> Path:
     """Score every sequence of `fasta` by self-influence (Eq. 11); returns the path of scores.parquet. `args`
-    (or its fields given as keywords) say what is computed; None fields take the preset's values."""
+    (or its fields given as keywords) say what is computed; None fields take the preset's values. A finished
+    folder is read, not rewritten; otherwise the folder is held for the run (`wait`: wait for another run that
+    holds it, instead of one line and exit status 2)."""
     args = args if args is not None else ScoringArguments(**fields)
-    run = prepare_run(fasta, modality, out_dir, preset, args, device=device, progress=progress)
-    if run.args.finetune:
-        finetune_on_subset(run)
-    fisher, m_count = estimate_fisher(run)
-    skipped = score_shards(run, fisher)
-    return merge_shards(run, fisher, m_count, skipped)
+    done = finished_scores(fasta, modality, out_dir, preset, args)
+    if done is not None:
+        return done
+    with open_run(out_dir, wait=wait):
+        owner = int(os.environ.get("RANK", "0") or 0) == 0
+        done = finished_scores(fasta, modality, out_dir, preset, args, owner)   # finished while this one waited?
+        if done is not None:
+            return done
+        run = prepare_run(fasta, modality, out_dir, preset, args, device=device, progress=progress)
+        try:
+            if run.args.finetune:
+                finetune_on_subset(run)
+            fisher, m_count = estimate_fisher(run)
+            skipped = score_shards(run, fisher)
+            return merge_shards(run, fisher, m_count, skipped)
+        except BaseException:
+            _forget_unused_record(run)
+            raise
+
+
+def finished_scores(fasta, modality: str, out_dir, preset: Preset, args: ScoringArguments,
+                    owner: bool = False) -> Path | None:
+    """scores.parquet of a finished run of these settings in `out_dir`, found by reading only (so a finished
+    folder reruns on read-only media), or None; a finished run of other settings is one InputError (Sec. 3.2)."""
+    out_dir = Path(out_dir)
+    parquet, record = out_dir / "scores.parquet", out_dir / "run.json"
+    if not (parquet.exists() and (out_dir / "scores.json").exists() and record.exists()):
+        return None
+    args = args.resolved(preset)
+    ignore = ("world_size",) + (("model",) if args.model is None else ())   # None: the checkpoint's, as recorded
+    diff = record_settings(record, args.record(Path(fasta).resolve(), modality, preset), ignore=ignore, write=False)
+    if diff:
+        raise InputError(f"{out_dir}: holds a run with other settings ({', '.join(diff)}); "
+                         f"use another --out or delete it")
+    if read_intermediate(out_dir / "scores.json", lambda p: read_json(p, "score file record"), owner=owner) is None \
+            or read_intermediate(parquet, _parquet_index, owner=owner) is None:
+        return None   # damaged: the run merges its shards again (and says so)
+    return parquet
 
 
 def prepare_run(fasta, modality: str, out_dir, preset: Preset, args: ScoringArguments | None = None, *,
                 device=None, progress: bool = True) -> ScoringRun:
-    """Check the run folder, load the model and draw D_sub, the Fisher subset of Eq. 9 (Sec. 3.2)."""
+    """Read the inputs (the FASTA, the model, its scope), then check or record the run folder's settings, and draw
+    D_sub, the Fisher subset of Eq. 9 (Sec. 3.2): an input that cannot be used leaves no record behind."""
     fasta, out_dir = Path(fasta).resolve(), Path(out_dir)
     args = (args or ScoringArguments()).resolved(preset)
-    settings = args.record(fasta, modality, preset)
     rank, world, device = dist_context(device)
-    settings["world_size"] = world
-    _check_run(out_dir, settings, rank, world)
-    run = ScoringRun(fasta, modality, out_dir, preset, args, settings, rank, world, device, progress)
-    run.store = token_store(fasta, modality, progress=progress and rank == 0)
-    run.n = pool_size(run.store, preset.data.pool_limit)
-    run.net = get_model(modality, args.model, args.checkpoint, seed=preset.seed)
-    run.net.attend_padding = bool(args.compat)  # the official model file passes no key padding mask
+    store = token_store(fasta, modality, progress=progress and rank == 0)
+    net = get_model(modality, args.model, args.checkpoint, seed=preset.seed)
+    if args.checkpoint:   # the model that runs is the checkpoint's: a --model that contradicts it is refused
+        args = dataclasses.replace(args, model=model_name(net, args.model, args.checkpoint, preset.model))
+    net.attend_padding = bool(args.compat)  # the official model file passes no key padding mask
     if args.compat is None:
-        scope_params(run.net, args.scope)  # a bad scope fails before any work
+        scope_params(net, args.scope)  # a bad scope fails before any work
+    settings = args.record(fasta, modality, preset)
+    settings["world_size"] = world
+    wrote = _check_run(out_dir, settings, rank, world)
+    run = ScoringRun(fasta, modality, out_dir, preset, args, settings, rank, world, device, progress)
+    run.extra_record = wrote
+    run.store = store
+    run.n = pool_size(run.store, preset.data.pool_limit)
+    run.net = net
     run.net.to(device)
     allowed = np.arange(run.n) if args.exclude is None else np.setdiff1d(np.arange(run.n), args.exclude)
     size = min(preset.scoring.subset_size, allowed.size)
@@ -178,17 +226,15 @@ def prepare_run(fasta, modality: str, out_dir, preset: Preset, args: ScoringArgu
 def finetune_on_subset(run: ScoringRun) -> None:
     """One epoch of MLM on D_sub (Remark 1, A.5), saved as finetuned.pt: rank 0 trains, every rank loads it."""
     ft_path = run.out_dir / "finetuned.pt"
-    if not ft_path.exists():
-        if run.rank == 0:
-            run.extra["grad_norm_before_ft"] = mean_gradient_norm(run.net, run.sub_batches(), run.device)
-            history = train_mlm(run.net, run.sub_tokens, run.sub_idx, run.preset.finetune, run.device,
-                                mask_prob=run.preset.data.mask_prob, seed=run.preset.seed, precision=run.args.precision,
-                                out_dir=run.out_dir / "finetune", progress=run.progress, desc="fine-tune D_sub")
-            history.to_csv(run.out_dir / "finetune_history.csv", index=False)
-            save_checkpoint(run.net, ft_path, grad_norm_before_ft=run.extra["grad_norm_before_ft"])
-        _barrier(run.world)
-    saved = torch.load(ft_path, map_location="cpu", weights_only=True)
-    run.extra["grad_norm_before_ft"] = saved.get("grad_norm_before_ft")
+    if run.rank == 0 and read_intermediate(ft_path, lambda p: load_checkpoint(p, run.modality)) is None:
+        run.extra["grad_norm_before_ft"] = mean_gradient_norm(run.net, run.sub_batches(), run.device)
+        history = train_mlm(run.net, run.sub_tokens, run.sub_idx, run.preset.finetune, run.device,
+                            mask_prob=run.preset.data.mask_prob, seed=run.preset.seed, precision=run.args.precision,
+                            out_dir=run.out_dir / "finetune", progress=run.progress, desc="fine-tune D_sub")
+        atomic_write(run.out_dir / "finetune_history.csv", lambda tmp: history.to_csv(tmp, index=False))
+        save_checkpoint(run.net, ft_path, grad_norm_before_ft=run.extra["grad_norm_before_ft"])
+    _barrier(run.world)
+    run.extra["grad_norm_before_ft"] = torch_load(ft_path).get("grad_norm_before_ft")
     run.net = load_checkpoint(ft_path, run.modality).to(run.device)
 
 
@@ -196,8 +242,8 @@ def estimate_fisher(run: ScoringRun) -> tuple[dict, int]:
     """diag(F) (Eq. 9) over D_sub, or over the scored pool in compat mode, saved as fisher.pt (or loaded from it);
     returns ({parameter: diag F on the run's device}, M)."""
     fisher_path = run.out_dir / "fisher.pt"
-    if fisher_path.exists():
-        saved = torch.load(fisher_path, map_location="cpu", weights_only=True)
+    saved = read_intermediate(fisher_path, _read_fisher, owner=run.rank == 0)
+    if saved is not None:
         if saved.get("grad_norm_subset") is not None:
             run.extra["grad_norm_subset"] = saved["grad_norm_subset"]
         return {k: v.to(run.device) for k, v in saved["fisher"].items()}, saved["count"]
@@ -210,9 +256,36 @@ def estimate_fisher(run: ScoringRun) -> tuple[dict, int]:
             run.extra["grad_norm_subset"] = mean_gradient_norm(run.net, run.sub_batches(), run.device)
         saved = {"fisher": fisher, "count": m_count, "scope": run.args.scope,
                  "grad_norm_subset": run.extra.get("grad_norm_subset")}
-        atomic_write(fisher_path, lambda tmp: torch.save(saved, tmp))
+        torch_save(saved, fisher_path)
     _barrier(run.world)
     return {k: v.to(run.device) for k, v in fisher.items()}, m_count
+
+
+def _read_fisher(path: Path) -> dict:
+    """fisher.pt, or an InputError when it is damaged (unreadable, or without its fields)."""
+    saved = torch_load(path)
+    if not isinstance(saved, dict) or not isinstance(saved.get("fisher"), dict) or "count" not in saved:
+        raise InputError(f"{path}: not a Fisher file (no 'fisher' and 'count')")
+    return saved
+
+
+def _parquet_index(path: Path) -> np.ndarray:
+    """The `index` column of a shard or score file, or an InputError when the file is damaged."""
+    try:
+        return pd.read_parquet(path, columns=["index"])["index"].to_numpy()
+    except Exception as exc:   # noqa: BLE001 - pyarrow raises several types for a damaged file
+        raise InputError(f"{path}: not a readable parquet file ({type(exc).__name__})") from None
+
+
+def _shard_done(path: Path, idx: np.ndarray, owner: bool) -> bool:
+    """A finished shard: readable, holding (some of: non-finite ones are left out) its indices in order."""
+    def check(p: Path):
+        got = _parquet_index(p)
+        if len(got) and (not np.isin(got, idx).all() or np.any(np.diff(got) <= 0)):
+            raise InputError(f"{p}: holds pool indices outside its shard")
+        return got
+
+    return read_intermediate(path, check, owner=owner) is not None
 
 
 def _fisher_batches(run: ScoringRun):
@@ -235,7 +308,7 @@ def score_shards(run: ScoringRun, fisher: dict) -> list[str]:
                disable=not run.progress or run.rank != 0)
     for shard, idx in iter_shards(run.n, run.args.shard_size):
         path = shard_dir / f"shard_{shard:06d}.parquet"
-        if shard % run.world != run.rank or path.exists():
+        if shard % run.world != run.rank or _shard_done(path, idx, owner=True):
             bar.update(len(idx))
             continue
         frame, bad = _score_shard(run, idx, fisher, bar)
@@ -270,17 +343,30 @@ def merge_shards(run: ScoringRun, fisher: dict, m_count: int, skipped: list[str]
 
 
 def _previous_skips(out_dir: Path) -> set:
-    meta = out_dir / "scores.json"
-    return set(json.loads(meta.read_text()).get("skipped_nonfinite", [])) if meta.exists() else set()
+    meta = read_intermediate(out_dir / "scores.json", lambda p: read_json(p, "score file record"))
+    return set(meta.get("skipped_nonfinite", [])) if meta else set()
 
 
-def _check_run(out_dir: Path, settings: dict, rank: int, world: int):
-    """A folder holds one run: resuming with other settings would mix incompatible scores."""
+def _check_run(out_dir: Path, settings: dict, rank: int, world: int) -> bool:
+    """A folder holds one run: resuming with other settings would mix incompatible scores. Returns True when this
+    call recorded the settings (a new run)."""
+    new = not (out_dir / "run.json").exists()
     diff = record_settings(out_dir / "run.json", settings, ignore=("world_size",), write=rank == 0)
     if diff:
         raise InputError(f"{out_dir}: holds a run with other settings ({', '.join(diff)}); "
                          f"use another --out or delete it")
     _barrier(world)
+    return new and rank == 0
+
+
+WORK = ("finetuned.pt", "finetune/checkpoint.pt", "fisher.pt", "shards/shard_*.parquet")
+
+
+def _forget_unused_record(run: ScoringRun) -> None:
+    """A new run that failed before leaving any work behind takes its run.json with it, so a corrected command
+    with other settings is not refused."""
+    if run.extra_record and not any(any(run.out_dir.glob(pattern)) for pattern in WORK):
+        (run.out_dir / "run.json").unlink(missing_ok=True)
 
 
 def _fisher_all_reduce(run: ScoringRun, batches, bar):

@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
-
 from corelib.errors import InputError
-from corelib.models.families import FAMILIES, ModelSpec, family_of_class, get_family, torch_load
+from corelib.models.families import FAMILIES, ModelSpec, family_of_class, get_family, torch_load, torch_save
 from corelib.models.masked_lm import MaskedLM, build_model
 from corelib.models.vocabulary import check_vocabulary, folder_tokens
 
@@ -94,13 +92,9 @@ def _load_folder(path: Path, modality: str) -> MaskedLM:
 def save_checkpoint(model: MaskedLM, path, **extra) -> Path:
     """Save weights, the spec and what the family needs to rebuild the network (`load_checkpoint` reads it),
     written atomically (A.2)."""
-    from corelib.files import atomic_write
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {"corelib_spec": model.spec, "modality": model.modality, "model": model.net.state_dict(),
              **model.family.record(model.net), **extra}
-    return atomic_write(path, lambda tmp: torch.save(state, tmp))
+    return torch_save(state, path)
 
 
 def get_model(modality: str, preset: str = "tiny", checkpoint=None, seed: int = 0) -> MaskedLM:

@@ -99,6 +99,30 @@ class MaskedLM(nn.Module):
         return self.states(tokens, [self.n_layers])[0][:, 0]
 
 
+def model_name(model: MaskedLM, given: str | None = None, source=None, prefer: str | None = None) -> str:
+    """The model preset a loaded model is recorded under (A.2): `given`, which must describe its architecture (else
+    an InputError naming both), or when None the preset of its architecture (`prefer` when it is one of several
+    with it; "family:LxD" when none has it)."""
+    spec = model.spec
+    if given is None and prefer is not None and asdict(MODEL_PRESETS.get((model.modality, prefer), ModelSpec(
+            "", 0, 0, 0))) == spec:
+        return prefer
+    if given is not None:
+        want = MODEL_PRESETS.get((model.modality, given))
+        if want is None or asdict(want) != spec:
+            have = next((n for (m, n), s in MODEL_PRESETS.items() if m == model.modality and asdict(s) == spec), None)
+            raise InputError(f"{source}: a {_describe(spec)} model{f' (--model {have})' if have else ''}, but "
+                             f"--model {given} is {_describe(asdict(want)) if want else 'unknown'}; drop --model "
+                             f"(the checkpoint says what runs) or give the one that matches")
+        return given
+    return next((n for (m, n), s in MODEL_PRESETS.items() if m == model.modality and asdict(s) == spec),
+                f"{spec['family']}:{spec['layers']}x{spec['embed_dim']}")
+
+
+def _describe(spec: dict) -> str:
+    return f"{spec['family']} {spec['layers']}-layer {spec['embed_dim']}-dim"
+
+
 def build_model(modality: str, preset: str = "tiny", seed: int = 0) -> MaskedLM:
     """A freshly initialised masked LM of a preset (MODEL_PRESETS), BERT-initialised from `seed` (A.2, A.3)."""
     key = (modality, preset)

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from corelib.errors import InputError
+from corelib.files import atomic_write
 from corelib.layout import figures_dir
 
 FIGURE_NAME = re.compile(r"^\d\d_[A-Za-z0-9_]+$")
@@ -30,9 +31,8 @@ def savefig(fig, name: str, dpi: int = 110) -> Path:
     from corelib import __version__
 
     path = output_path(name, ".png")
-    fig.savefig(path, dpi=dpi, bbox_inches="tight",
-                metadata={"Software": f"corelib {__version__}", "Title": name})
-    return path
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight",
+                                                      metadata={"Software": f"corelib {__version__}", "Title": name}))
 
 
 def rounded(df: pd.DataFrame, digits: int = SIGNIFICANT, zero: float = NUMERICAL_ZERO) -> pd.DataFrame:
@@ -54,6 +54,6 @@ def save_table(df: pd.DataFrame, name: str, floatfmt: str = ".4g") -> tuple[Path
     """Save a table as figures/NN_name.csv and figures/NN_name.md, floats rounded (`rounded`)."""
     csv, md = output_path(name, ".csv"), output_path(name, ".md")
     table = rounded(df)
-    table.to_csv(csv, index=False)
-    md.write_text(table.to_markdown(index=False, floatfmt=floatfmt) + "\n")
+    atomic_write(csv, lambda tmp: table.to_csv(tmp, index=False))
+    atomic_write(md, lambda tmp: tmp.write_text(table.to_markdown(index=False, floatfmt=floatfmt) + "\n"))
     return csv, md

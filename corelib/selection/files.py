@@ -1,16 +1,16 @@
-"""Score files (`DIR/scores.parquet` + `DIR/scores.json`) and coreset folders (`indices.npy`, `ids.txt`,
-`coreset.fasta.gz`, `manifest.json`).
+"""Score files (`DIR/scores.parquet` + `DIR/scores.json`) and coreset folders (`coreset.fasta`, `ids.txt`,
+`manifest.json`, then `indices.npy`, written last: its presence marks a finished coreset). A coreset's manifest
+records the pool it indexes (`pool_record`), and reading a coreset for a pool checks it (`check_pool`).
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from corelib.errors import InputError
-from corelib.files import atomic_write
+from corelib.errors import InputError, warn
+from corelib.files import atomic_write, read_json, read_npy, save_json, save_npy, sha256_file
 
 SCORE_COLUMNS = ("id", "index", "length", "score")
 
@@ -21,7 +21,7 @@ def write_scores(df: pd.DataFrame, meta: dict, out_dir) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "scores.parquet"
     atomic_write(path, lambda p: df.to_parquet(p, index=False))
-    atomic_write(out_dir / "scores.json", lambda p: p.write_text(json.dumps(meta, indent=2, sort_keys=True)))
+    save_json(out_dir / "scores.json", meta)
     return path
 
 
@@ -52,17 +52,49 @@ def read_scores(path) -> tuple[pd.DataFrame, dict]:
     if bad.any():
         raise InputError(f"{path}: score of id {df['id'][np.argmax(bad)]!r} is NaN/Inf")
     meta_path = path.with_name("scores.json")
-    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    meta = read_json(meta_path, "score file record") if meta_path.exists() else {}
     return df, meta
 
 
+def pool_record(fasta, modality: str, scores: pd.DataFrame, n_pool: int | None = None) -> dict:
+    """The pool a coreset indexes (Section 3.3): the FASTA as named (a data set name or a path), its sha256 and
+    size in bytes, the modality, its sequence count and the first and last scored (pool index, id)."""
+    path = Path(fasta)
+    index, ids = scores["index"].to_numpy(), scores["id"].to_numpy()
+    return {"fasta": str(fasta), "sha256": sha256_file(path), "bytes": path.stat().st_size, "modality": modality,
+            "sequences": int(len(scores) if n_pool is None else n_pool),
+            "first": [int(index[0]), str(ids[0])], "last": [int(index[-1]), str(ids[-1])]}
+
+
+def check_pool(path, manifest: dict, fasta, modality: str) -> None:
+    """Refuse a coreset selected from another pool than `fasta` (another sha256 or modality), naming both pools;
+    an older coreset whose manifest records no pool is read as it is, with one warning line (Section 3.3)."""
+    pool = manifest.get("pool")
+    if not isinstance(pool, dict):
+        if manifest.get("modality") not in (None, modality):
+            raise InputError(f"{path}: selected from a {manifest['modality']} pool ({manifest.get('fasta')}), not "
+                             f"from the {modality} pool {fasta}; select a coreset from this pool")
+        warn(f"{path}: manifest.json does not record the pool it was selected from (an older coreset); "
+             f"assuming {fasta}")
+        return
+    digest = sha256_file(fasta)
+    if pool.get("modality") != modality or pool.get("sha256") != digest:
+        raise InputError(f"{path}: selected from the {pool.get('modality')} pool {pool.get('fasta')} "
+                         f"({pool.get('sequences')} sequences, sha256 {str(pool.get('sha256'))[:12]}), not from the "
+                         f"{modality} pool {fasta} (sha256 {digest[:12]}); select a coreset from this pool, or "
+                         f"give --fasta {pool.get('fasta')} --modality {pool.get('modality')}")
+
+
 def write_coreset(out_dir, scores: pd.DataFrame, rows: np.ndarray, fasta, modality: str, manifest: dict) -> Path:
-    """Write ids.txt, indices.npy (pool positions), coreset.fasta (records streamed from the pool, their
-    ids checked against the score file) and manifest.json, each atomically."""
+    """Write coreset.fasta (records streamed from the pool, their ids checked against the score file), ids.txt,
+    manifest.json (with the `pool_record` when it has none) and last indices.npy (pool positions), each
+    atomically."""
     from corelib.data.fasta import read_fasta
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if "pool" not in manifest:
+        manifest = {**manifest, "pool": pool_record(fasta, modality, scores, manifest.get("n_pool"))}
     rows = np.asarray(rows, dtype=np.int64)
     pool_idx = scores["index"].to_numpy()[rows].astype(np.int64)
     ids = scores["id"].to_numpy()[rows]
@@ -84,20 +116,24 @@ def write_coreset(out_dir, scores: pd.DataFrame, rows: np.ndarray, fasta, modali
         if written != len(expect):
             raise InputError(f"{fasta}: holds only {written} of the {len(expect)} selected records")
 
-    def indices_out(tmp: Path) -> None:
-        with open(tmp, "wb") as fh:  # a handle: np.save would append .npy to a .tmp name
-            np.save(fh, pool_idx)
-
     atomic_write(out_dir / "coreset.fasta", fasta_out)
     atomic_write(out_dir / "ids.txt", lambda p: p.write_text("".join(f"{i}\n" for i in ids)))
-    atomic_write(out_dir / "indices.npy", indices_out)
-    atomic_write(out_dir / "manifest.json", lambda p: p.write_text(json.dumps(manifest, indent=2, sort_keys=True)))
+    save_json(out_dir / "manifest.json", manifest)
+    save_npy(out_dir / "indices.npy", pool_idx)   # last: a coreset folder with indices.npy is finished
     return out_dir
 
 
-def read_coreset(path) -> tuple[np.ndarray, dict]:
-    """Indices and manifest of a coreset folder (what the pretraining stage reads)."""
+def read_coreset(path, pool: tuple | None = None) -> tuple[np.ndarray, dict]:
+    """Indices and manifest of a coreset folder (what the pretraining stage reads); with `pool` = (fasta,
+    modality), a coreset selected from another pool is refused (`check_pool`). A missing, empty, truncated or
+    foreign file is one InputError naming it."""
     path = Path(path)
     if not (path / "indices.npy").exists():
         raise InputError(f"{path}: not a coreset folder (no indices.npy)")
-    return np.load(path / "indices.npy"), json.loads((path / "manifest.json").read_text())
+    manifest = read_json(path / "manifest.json", "coreset manifest")
+    indices = read_npy(path / "indices.npy", "coreset index file")
+    if indices.size and indices.min() < 0:
+        raise InputError(f"{path / 'indices.npy'}: holds a negative pool index")
+    if pool is not None:
+        check_pool(path, manifest, *pool)
+    return indices, manifest

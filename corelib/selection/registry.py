@@ -7,6 +7,7 @@ are negated (the official bio-coreset convention, `--compat bio-coreset`) is tur
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from corelib.errors import InputError
-from corelib.files import sha256_file
+from corelib.files import read_intermediate, read_json, sha256_file
+from corelib.rundir import open_run
 from corelib.selection import methods
 
 
@@ -223,11 +225,13 @@ def score_sign(meta: dict) -> int:
 
 def select_coreset(scores_path, method: str, out, *, budget=None, rate=None, budget_tokens=None, like=None,
                    fasta=None, modality=None, seed=None, hard_cutoff=None, strata: int = 50, cap: int = 1,
-                   min_seq_id: float = 0.5, column: str = "loss") -> tuple[Path, int, int]:
+                   min_seq_id: float = 0.5, column: str = "loss", wait: bool = False) -> tuple[Path, int, int]:
     """The `select` stage: read a score file, turn its scores to "higher = more influential", run a method
-    and write the coreset folder; returns (folder, coreset size, pool size)."""
+    and write the coreset folder, its manifest recording the pool it indexes; returns (folder, coreset size, pool
+    size). A finished folder with the same manifest is read, not rewritten; one with another is refused; `wait`:
+    wait for another run holding the folder."""
     from corelib import __version__
-    from corelib.selection.files import read_coreset, read_scores, score_file, write_coreset
+    from corelib.selection.files import pool_record, read_coreset, read_scores, score_file, write_coreset
 
     chosen = get_method(method)
     scores, meta = read_scores(scores_path)
@@ -248,7 +252,7 @@ def select_coreset(scores_path, method: str, out, *, budget=None, rate=None, bud
         clusters = table.reindex(scores["id"]).to_numpy()
     reference = None
     if like is not None:   # pool positions of another coreset -> rows of this score table
-        pos = np.searchsorted(scores["index"].to_numpy(), read_coreset(like)[0])
+        pos = np.searchsorted(scores["index"].to_numpy(), read_coreset(like, pool=(fasta, modality))[0])
         reference = pos
     rows = select_indices(method, oriented, size, seed=seed, hard_cutoff=beta, strata=strata, cap=cap,
                           clusters=clusters, column=column, reference=reference, budget_tokens=budget_tokens)
@@ -260,5 +264,33 @@ def select_coreset(scores_path, method: str, out, *, budget=None, rate=None, bud
                                "cap": cap, "min_seq_id": min_seq_id, "column": column},
                 "score_sign": sign, "scores_file": str(path), "scores_sha256": sha256_file(path),
                 "fasta": str(fasta), "modality": modality, "corelib_version": __version__}
-    out = write_coreset(out, scores, rows, fasta, modality, manifest)
+    manifest["pool"] = pool_record(fasta, modality, scores, meta.get("n_pool"))
+    out = Path(out)
+    if not _same_coreset(out, manifest):
+        with open_run(out, wait=wait):
+            if not _same_coreset(out, manifest, owner=True):   # finished while this one waited?
+                write_coreset(out, scores, rows, fasta, modality, manifest)
     return out, len(rows), len(scores)
+
+
+def _same_coreset(out: Path, manifest: dict, owner: bool = False) -> bool:
+    """True when `out` holds a finished coreset of this manifest (the corelib version aside); a finished one of
+    another manifest is one InputError; a damaged manifest is one warning line (the coreset is written again)."""
+    if not (out / "indices.npy").exists():
+        return False
+    recorded = read_intermediate(out / "manifest.json", lambda p: read_json(p, "coreset manifest"), owner=owner)
+    if recorded is None:
+        return False
+    def what(m: dict) -> dict:   # the selection and the pool's content, not how their files were named
+        m = {k: v for k, v in m.items() if k not in ("corelib_version", "scores_file", "fasta")}
+        return {**m, **({"pool": {k: v for k, v in m["pool"].items() if k != "fasta"}} if "pool" in m else {})}
+
+    now = json.loads(json.dumps(manifest))
+    if "pool" not in recorded:   # an older coreset, made before pools were recorded
+        now.pop("pool")
+    recorded, now = what(recorded), what(now)
+    diff = sorted(k for k in recorded.keys() | now.keys() if recorded.get(k) != now.get(k))
+    if diff:
+        raise InputError(f"{out}: holds a coreset with other settings ({', '.join(diff)}); "
+                         f"use another --out or delete it")
+    return True

@@ -15,7 +15,8 @@ from tqdm import tqdm
 from corelib.config import TrainingConfig
 from corelib.data.tokens import mlm_batches
 from corelib.errors import InputError
-from corelib.files import atomic_write
+from corelib.files import read_intermediate
+from corelib.models.families import torch_load, torch_save
 from corelib.models.loss import per_sequence_loss
 from corelib.runtime import autocast
 
@@ -46,7 +47,8 @@ def lr_factor(step: int, warmup: int, schedule: str) -> float:
 
 class Checkpointer:
     """checkpoint.pt of a training run (A.3-A.5): model, optimizer, scheduler, loop state and the run's
-    settings, written atomically by rank 0 every epoch and every `save_every` steps; a rerun resumes from it."""
+    settings, written atomically by rank 0 every epoch and every `save_every` steps; a rerun resumes from it, and
+    a damaged one is one warning line and the run starts over (the same seeds give the same run)."""
 
     def __init__(self, out_dir, config: dict, model, opt, sched, *, save_every: int = 0, rank: int = 0):
         self.path = Path(out_dir) / "checkpoint.pt" if out_dir else None
@@ -55,13 +57,16 @@ class Checkpointer:
 
     def resume(self) -> dict:
         """The loop state {epoch, batch, step, history}: fresh, or restored with the weights from checkpoint.pt (A.3)."""
-        if self.path is None or not self.path.exists():
+        saved = None if self.path is None else read_intermediate(self.path, _read_checkpoint, owner=self.rank == 0)
+        if saved is None:
             return {"epoch": 0, "batch": 0, "step": 0, "history": []}
-        saved = torch.load(self.path, map_location="cpu", weights_only=True)
         if saved["config"] != self.config:
             raise InputError(f"{self.path}: holds a run with other settings; use another --out or delete it")
-        self.model.load_state_dict(saved["model"])
-        self.opt.load_state_dict(saved["optimizer"])
+        try:
+            self.model.load_state_dict(saved["model"])
+            self.opt.load_state_dict(saved["optimizer"])
+        except (RuntimeError, ValueError):
+            raise InputError(f"{self.path}: holds a run of another model; use another --out or delete it") from None
         self.sched.load_state_dict(saved["scheduler"])
         return saved["state"]
 
@@ -69,15 +74,22 @@ class Checkpointer:
         """Write checkpoint.pt atomically (rank 0; nothing without an out_dir) (A.3)."""
         if self.path is None or self.rank != 0:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         saved = {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
                  "scheduler": self.sched.state_dict(), "state": state, "config": self.config}
-        atomic_write(self.path, lambda tmp: torch.save(saved, tmp))
+        torch_save(saved, self.path)
 
     def step_done(self, state: dict) -> None:
         """Save when the step count reaches a multiple of `save_every` (A.3)."""
         if self.save_every and state["step"] % self.save_every == 0:
             self.save(state)
+
+
+def _read_checkpoint(path: Path) -> dict:
+    """checkpoint.pt, or an InputError when it is damaged (unreadable, or without the loop's fields)."""
+    saved = torch_load(path)
+    if not isinstance(saved, dict) or {"model", "optimizer", "scheduler", "state", "config"} - set(saved):
+        raise InputError(f"{path}: not a training checkpoint (missing fields)")
+    return saved
 
 
 def train_mlm(model, tokens, indices, cfg: TrainingConfig, device="cpu", *, mask_prob: float = 0.15, seed: int = 0,

@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 from corelib.errors import InputError
-from corelib.models.families.base import Family, ModelSpec, torch_load
+from corelib.models.families.base import Family, ModelSpec, torch_load, torch_save
 from corelib.models.families.fair_esm import Esm1b, Esm2
 from corelib.models.families.hf import Esmc, HfEsm
 from corelib.models.families.multimolecule import RnaFmHf
@@ -39,4 +39,4 @@ def family_of_class(class_name: str | None, source) -> Family:
                      f"masked LMs {known}")
 
 
-__all__ = ["FAMILIES", "Family", "ModelSpec", "family_of_class", "get_family", "torch_load"]
+__all__ = ["FAMILIES", "Family", "ModelSpec", "family_of_class", "get_family", "torch_load", "torch_save"]

@@ -41,6 +41,19 @@ def torch_load(path: Path):
         raise InputError(f"{path}: not a readable torch checkpoint ({type(exc).__name__}: {first})") from None
 
 
+def torch_save(obj, path) -> Path:
+    """`torch.save` written atomically (A.2), through a file handle: a write the machine refuses (a full disk) then
+    reaches `atomic_write` as the OSError it is (torch writing to a path reports only "unexpected pos"), and is one
+    line naming `path`, with no temporary file left."""
+    from corelib.files import atomic_write
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            torch.save(obj, fh)
+
+    return atomic_write(path, write)
+
+
 class Family:
     """One model family (A.2): how corelib builds, runs, reads and saves it (module docstring for the layers)."""
 
