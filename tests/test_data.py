@@ -153,3 +153,17 @@ def test_pad_batch_right_pads():
 def test_unknown_modality_is_an_input_error(fasta):
     with pytest.raises(InputError):
         list(read_fasta(fasta(">a\nACGU\n"), "dna"))
+
+
+def test_records_at_equals_read_fasta_at_those_positions():
+    """records_at reads only the wanted records (any order, repeats once) and gives what read_fasta gives there:
+    id, description, normalized sequence and header line; positions past the end yield nothing."""
+    from corelib.data import dataset_path
+    from corelib.data.fasta import records_at
+
+    path = dataset_path("rna_demo")   # gzip
+    records = list(read_fasta(path, "rna"))
+    picks = [len(records) - 1, 0, 17, 17, 999, len(records) + 5]
+    got = list(records_at(path, picks, "rna"))
+    assert [i for i, _ in got] == [0, 17, 999, len(records) - 1]
+    assert all(rec == records[i] and rec.line == records[i].line for i, rec in got)

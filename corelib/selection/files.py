@@ -57,32 +57,35 @@ def read_scores(path) -> tuple[pd.DataFrame, dict]:
 
 
 def write_coreset(out_dir, scores: pd.DataFrame, rows: np.ndarray, fasta, modality: str, manifest: dict) -> Path:
-    """Write ids.txt, indices.npy (pool positions), coreset.fasta (records streamed from the pool, their
-    ids checked against the score file) and manifest.json, each atomically."""
-    from corelib.data.fasta import read_fasta
+    """Write ids.txt, indices.npy (pool positions), coreset.fasta (the selected records, found by position in
+    the pool without parsing the others, their ids checked against the score file) and manifest.json, each
+    atomically. Nothing per pool sequence is held beyond the score table's own columns."""
+    from corelib.data.fasta import records_at
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = np.asarray(rows, dtype=np.int64)
     pool_idx = scores["index"].to_numpy()[rows].astype(np.int64)
-    ids = scores["id"].to_numpy()[rows]
-    expect = dict(zip(pool_idx.tolist(), ids.tolist()))
+    ids = scores["id"].iloc[rows].to_numpy(dtype=object)   # only the selected ids become Python strings
+    order = np.argsort(pool_idx, kind="stable")
     first = int(scores["index"].iat[0]), scores["id"].iat[0]
 
     def fasta_out(tmp: Path) -> None:
-        written = 0
+        written, k = 0, 0
         with open(tmp, "w") as fh:
-            for i, rec in enumerate(read_fasta(fasta, modality)):
-                if i == first[0] and rec.id != first[1] or i in expect and rec.id != expect[i]:
+            for i, rec in records_at(fasta, np.append(pool_idx, first[0]), modality):
+                while k < order.size and pool_idx[order[k]] < i:
+                    k += 1
+                chosen = k < order.size and pool_idx[order[k]] == i
+                expect = ids[order[k]] if chosen else first[1]
+                if rec.id != expect:
                     raise InputError(f"{fasta}:{rec.line}: record {rec.id!r} at pool index {i} is not "
-                                     f"{expect.get(i, first[1])!r} of the score file: wrong FASTA for these scores")
-                if i in expect:
+                                     f"{expect!r} of the score file: wrong FASTA for these scores")
+                if chosen:
                     fh.write(f">{rec.id} {rec.description}".rstrip() + f"\n{rec.seq}\n")
                     written += 1
-                    if written == len(expect):
-                        break
-        if written != len(expect):
-            raise InputError(f"{fasta}: holds only {written} of the {len(expect)} selected records")
+        if written != len(rows):
+            raise InputError(f"{fasta}: holds only {written} of the {len(rows)} selected records")
 
     def indices_out(tmp: Path) -> None:
         with open(tmp, "wb") as fh:  # a handle: np.save would append .npy to a .tmp name
