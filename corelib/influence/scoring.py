@@ -35,7 +35,7 @@ from corelib.influence.hooks import scope_params
 from corelib.models.checkpoints import get_model, load_checkpoint, save_checkpoint
 from corelib.models.masked_lm import MaskedLM
 from corelib.runtime import barrier as _barrier
-from corelib.runtime import dist_context
+from corelib.runtime import dist_context, resolve_precision
 from corelib.selection.files import write_scores
 from corelib.training.loop import mean_gradient_norm, train_mlm
 
@@ -81,11 +81,12 @@ class ScoringRun:
     precision = property(lambda self: self.settings.get("precision", "fp32"))
     reduction = property(lambda self: self.settings.get("reduction", "mean"))
     mask_draws = property(lambda self: self.settings.get("mask_draws", 1))
+    max_tokens_per_batch = property(lambda self: self.settings.get("max_tokens_per_batch"))
 
     def sub_batches(self):
         """Masked D_sub batches, masks keyed by the seed (the scoring masks, Sec. 3.2)."""
         return mlm_batches(self.sub_tokens, self.sub_idx, self.batch_size, self.net.vocab, mask_seed=self.preset.seed,
-                           mask_prob=self.preset.data.mask_prob)
+                           mask_prob=self.preset.data.mask_prob, max_tokens_per_batch=self.max_tokens_per_batch)
 
 
 def run_scoring(fasta, modality: str, out_dir, preset: Preset, *, model: str | None = None, checkpoint=None,
@@ -125,9 +126,10 @@ def resolve_settings(fasta: Path, modality: str, preset: Preset, *, model, check
                 "pool_limit": preset.data.pool_limit, "batch_size": batch_size, "shard_size": shard_size}
     # score variants (recorded only when not the default, so earlier run folders stay resumable)
     variants = {"mask_draws": 1 if compat else preset.scoring.mask_draws,
-                "reduction": "mean" if compat else preset.scoring.reduction, "precision": preset.precision}
+                "reduction": "mean" if compat else preset.scoring.reduction, "precision": preset.precision,
+                "max_tokens_per_batch": preset.scoring.max_tokens_per_batch}
     settings.update({k: v for k, v in variants.items() if v != {"mask_draws": 1, "reduction": "mean",
-                                                                  "precision": "fp32"}[k]})
+                                                                  "precision": "fp32", "max_tokens_per_batch": None}[k]})
     return settings
 
 
@@ -143,6 +145,9 @@ def prepare_run(fasta, modality: str, out_dir, preset: Preset, *, model=None, ch
         ex = np.unique(np.asarray(exclude, dtype=np.int64))
         settings.update({"excluded": int(ex.size), "excluded_sha256": hashlib.sha256(ex.tobytes()).hexdigest()})
     rank, world, device = dist_context(device)
+    precision = resolve_precision(settings.pop("precision", "fp32"), device)   # "auto": bf16 on CUDA, fp32 on CPU
+    if precision != "fp32":
+        settings["precision"] = precision
     settings["world_size"] = world
     _check_run(out_dir, settings, rank, world)
     run = ScoringRun(fasta, modality, out_dir, preset, settings, rank, world, device, progress, skip_nonfinite)
@@ -296,7 +301,7 @@ def _shard_batches(run: ScoringRun, idx: np.ndarray, draw: int):
                                      run.net.vocab, width)
     toks = run.store.gather(idx, run.preset.data.max_tokens)
     return mlm_batches(toks, idx, run.batch_size, run.net.vocab, mask_seed=run.preset.seed,
-                       mask_prob=run.preset.data.mask_prob, draw=draw)
+                       mask_prob=run.preset.data.mask_prob, draw=draw, max_tokens_per_batch=run.max_tokens_per_batch)
 
 
 def _score_shard(run: ScoringRun, idx: np.ndarray, fisher: dict, bar):
@@ -318,7 +323,7 @@ def _score_shard(run: ScoringRun, idx: np.ndarray, fisher: dict, bar):
         losses.append(np.array([rows[i][1] for i in order]))
         groups.append(pd.DataFrame([rows[i][2] for i in order]))
     frame = pd.DataFrame({"index": order})
-    frame.insert(0, "id", [run.store.id(i) for i in order])
+    frame.insert(0, "id", run.store.ids_of(order))
     frame.insert(2, "length", run.store.lengths[order])
     frame["score"] = np.mean(per_draw, axis=0)
     frame["loss"] = np.mean(losses, axis=0)
