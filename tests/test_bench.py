@@ -13,7 +13,7 @@ def test_benchmark_prints_every_ratio_with_its_target(tmp_path, capsys):
     out = tmp_path / "figures.json"
     assert main(["scoring", "--model", "tiny", "--n", "8", "--official-n", "6", "--pool-official-n", "5",
                  "--rss-n", "20", "--max-tokens", "66", "--sources", "Rfam,BioMarKs", "--peak-tflops", "1",
-                 "--json", str(out)]) == 0
+                 "--profile", "--json", str(out)]) == 0
     text = capsys.readouterr().out
     for name, target in [("SDPA / fair-esm unfused attention, fp32", ">= 3.0"),
                          ("all-parameter scorer / training step", ">= 0.9"),
@@ -30,6 +30,7 @@ def test_benchmark_prints_every_ratio_with_its_target(tmp_path, capsys):
     # MFU is 6 x params x padded tokens / step time against the stated peak (1 TFLOP/s)
     step = figures["sequences"] / figures["train_step_seq_s"]
     assert figures["train_mfu"] == pytest.approx(6 * figures["params"] * figures["padded_tokens"] / step / 1e12)
+    assert "| all operators |" in text and min(figures["profile_total"]) > 0   # where the time goes, both passes
 
 
 @pytest.mark.slow
@@ -49,8 +50,8 @@ def test_scale_run_builds_scores_and_selects_at_each_size(tmp_path, capsys):
     records = list(read_fasta(tmp_path / "pool_60.fa", "rna"))
     assert len(records) == 60 and len({r.id for r in records}) == 60
     assert all(r.seq == demo[r.id.rsplit("_r", 1)[0]] for r in records)          # real sequences, resampled
-    stores = [TokenStore(p) for p in (tmp_path / "tokens").iterdir()]
-    assert sorted(len(s) for s in stores) == [6, 60]
+    stores = [TokenStore(p) for size in (6, 60) for p in (tmp_path / f"tokens_{size}").iterdir()]
+    assert [len(s) for s in stores] == [6, 60]
     assert len(pd.read_parquet(tmp_path / "scores_20" / "scores.parquet")) == 20
     coreset = (tmp_path / "select_1000" / "coreset" / "ids.txt").read_text().split()
     table = pd.read_parquet(tmp_path / "select_1000" / "scores.parquet")

@@ -24,6 +24,7 @@ def test_reads_equal_tokenizing_the_fasta_at_every_crop(root, name, modality):
     assert len(st) == sum(1 for _ in read_fasta(fasta, modality))
     assert st.ids(0, 400).tolist() == [r.id for r in records]
     assert (st.lengths[:400] == [len(r.seq) for r in records]).all()
+    assert st.lengths_of([399, 0]).tolist() == [len(records[399].seq), len(records[0].seq)]
     for crop in (10, 66, 1024):
         expected = tokenize([r.seq for r in records], modality, crop)
         got = st.gather(range(400), crop)

@@ -38,6 +38,8 @@ def _parser() -> OneLineParser:
                    help="sequences per vmap call of the official method")
     p.add_argument("--rss-n", type=Number("--rss-n", int, low=0), default=400,
                    help="N for the peak-RSS figures (N and 10N; 0: skip)")
+    p.add_argument("--profile", action="store_true",
+                   help="scoring: also print per-operator self times of a training step and a scorer pass")
     p.add_argument("--device", default=None)
     p.add_argument("--sources", default=None, help="comma-separated pool sources, e.g. Rfam,BioMarKs (default: all)")
     p.add_argument("--pool", type=Number("--pool", int, low=1), default=2_000_000, help="scale: sequences in the pool")
@@ -45,6 +47,8 @@ def _parser() -> OneLineParser:
                    help="scale: sequences scored at lm_head.dense")
     p.add_argument("--select-rows", type=Number("--select-rows", int, low=1), default=20_000_000,
                    help="scale: rows of the synthetic score table `select --method cci` reads")
+    p.add_argument("--threads", type=Number("--threads", int, low=1), default=2,
+                   help="scale: CPU threads of each measured process (OMP_NUM_THREADS)")
     p.add_argument("--work", default=None, help="scale: working folder (default: a temporary one, removed after)")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     return p
@@ -60,7 +64,7 @@ def main(argv=None) -> int:
             from corelib.bench.scale import report, scale_benchmark
 
             figures = scale_benchmark(a.pool, a.score_n, a.select_rows, work=a.work, model=a.model or "tiny",
-                                      seed=a.seed)
+                                      seed=a.seed, threads=a.threads)
         else:
             from corelib.bench.scoring import report, scoring_benchmark
 
@@ -68,7 +72,8 @@ def main(argv=None) -> int:
                                         official_n=a.official_n, official_batch=a.official_batch,
                                         sources=a.sources.split(",") if a.sources else None,
                                         pool_official_n=a.pool_official_n, precision=a.precision,
-                                        max_tokens_per_batch=a.max_tokens_per_batch, peak_tflops=a.peak_tflops)
+                                        max_tokens_per_batch=a.max_tokens_per_batch, peak_tflops=a.peak_tflops,
+                                        profile=a.profile)
     except InputError as exc:   # an unknown preset, a pool not built here, a CUDA device that is not there
         print(f"error: {exc}", file=sys.stderr)
         return 2

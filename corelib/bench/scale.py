@@ -94,15 +94,17 @@ def _stage(name: str, argv: list[str], env: dict, size: int) -> dict:
 
 
 def scale_benchmark(pool: int = 2_000_000, score_n: int = 100_000, select_rows: int = 20_000_000, work=None,
-                    model: str = "tiny", seed: int = 0) -> dict:
-    """Each stage at its size and at a tenth of it, in fresh processes: wall seconds and peak RSS (Sec. 4)."""
+                    model: str = "tiny", seed: int = 0, threads: int = 2) -> dict:
+    """Each stage at its size and at a tenth of it, in fresh processes with `threads` CPU threads
+    (OMP_NUM_THREADS): wall seconds and peak RSS (Sec. 4)."""
     tmp = None if work else tempfile.mkdtemp(prefix="corelib-scale-")
     root = Path(work or tmp)
     root.mkdir(parents=True, exist_ok=True)
-    env = {"CORELIB_TOKENS": str(root / "tokens"), "OMP_NUM_THREADS": "2"}
+    env = {"OMP_NUM_THREADS": str(threads)}
+    stores = {size: root / f"tokens_{size}" for size in (pool // 10, pool)}   # built afresh, each in its own
     name, source = source_pool()
     figures = {"source": name, "pool": pool, "score_n": score_n, "select_rows": select_rows, "model": model,
-               "stages": []}
+               "threads": threads, "stages": []}
     try:
         for size in (pool // 10, pool):
             fasta = root / f"pool_{size}.fa"
@@ -110,7 +112,9 @@ def scale_benchmark(pool: int = 2_000_000, score_n: int = 100_000, select_rows: 
                 figures[f"pool_{size}"] = write_resampled_pool(source, fasta, size, seed)
             code = (f"from corelib.data.store import token_store; s = token_store({str(fasta)!r}, 'rna', "
                     f"progress=False); print(len(s))")
-            figures["stages"].append(_stage("token store build", ["-c", code], env, size))
+            shutil.rmtree(stores[size], ignore_errors=True)
+            figures["stages"].append(_stage("token store build", ["-c", code],
+                                            {**env, "CORELIB_TOKENS": str(stores[size])}, size))
         big = root / f"pool_{pool}.fa"
         for n in (score_n // 10, score_n):
             out = root / f"scores_{n}"
@@ -118,7 +122,7 @@ def scale_benchmark(pool: int = 2_000_000, score_n: int = 100_000, select_rows: 
             figures["stages"].append(_stage(f"score --scope lm_head.dense (pool {pool})", [
                 "-m", "corelib", "score", "--fasta", str(big), "--modality", "rna", "--preset", "demo", "--model",
                 model, "--scope", "lm_head.dense", "--limit", str(n), "--subset-size", "1000", "--seed", str(seed),
-                "--out", str(out), "--device", "cpu", "--quiet"], env, n))
+                "--out", str(out), "--device", "cpu", "--quiet"], {**env, "CORELIB_TOKENS": str(stores[pool])}, n))
         for rows in (select_rows // 10, select_rows):
             folder = root / f"select_{rows}"
             if not (folder / "scores.json").exists():
@@ -135,7 +139,7 @@ def scale_benchmark(pool: int = 2_000_000, score_n: int = 100_000, select_rows: 
 
 def report(f: dict) -> str:
     """The stages' wall time and peak RSS, and peak RSS at full size over a tenth of it."""
-    lines = [f"pool resampled from {f['source']}; model {f['model']}", "",
+    lines = [f"pool resampled from {f['source']}; model {f['model']}; {f['threads']} thread(s) per process", "",
              "| stage | size | wall s | peak RSS MB | command |", "|---|---|---|---|---|"]
     lines += [f"| {s['stage']} | {s['size']:,} | {s['wall_s']} | {s['peak_rss_mb']} | `{s['command']}` |"
               for s in f["stages"]]

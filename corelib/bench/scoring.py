@@ -240,6 +240,28 @@ def measure_naive(s: BenchSetup, fisher_all: dict, naive_n: int) -> dict:
     return {"naive_batch1_seq_s": rate(naive, naive_n, device, warmup=lambda: naive(one[:2]))}
 
 
+def measure_profile(s: BenchSetup, fisher_all: dict, rows: int = 14) -> dict:
+    """Where the time goes: self CPU (or CUDA) milliseconds per operator of one training step and of one
+    all-parameter scorer pass over the same batches (torch.profiler, after a warm-up of each)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    opt = torch.optim.AdamW(s.model.parameters(), lr=1e-5)
+    runs = {"train": lambda: _train_step(s.model, opt, s.fixed, s.device, s.precision),
+            "scorer": _scorer(s, s.fixed, fisher_all, "all")}
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if s.device.type == "cuda" else [])
+    table = {}
+    for name, fn in runs.items():
+        fn()
+        with profile(activities=activities) as prof:
+            fn()
+        attr = "self_device_time_total" if s.device.type == "cuda" else "self_cpu_time_total"
+        table[name] = {e.key: getattr(e, attr) / 1e3 for e in prof.key_averages()}
+    keys = sorted(set(table["train"]) | set(table["scorer"]),
+                  key=lambda k: -max(table["train"].get(k, 0.0), table["scorer"].get(k, 0.0)))
+    return {"profile": [(k, table["train"].get(k, 0.0), table["scorer"].get(k, 0.0)) for k in keys[:rows]],
+            "profile_total": (sum(table["train"].values()), sum(table["scorer"].values()))}
+
+
 def _peak_rss_mb(fasta, n, out, model) -> float:
     """Peak RSS of a fresh scoring process (VmHWM, `timing.measured_process`)."""
     code = ("from corelib.config import get_preset; from corelib.influence.scoring import run_scoring;"
@@ -259,7 +281,8 @@ def measure_peak_rss(rss_n: int, rss_model: str) -> dict:
 
 def scoring_benchmark(model_preset="small", n=64, batch_size=16, max_tokens=1024, device=None, rss_n=400,
                       naive_n=None, official_n=None, rss_model="tiny", official_batch=4, sources=None,
-                      pool_official_n=256, precision="auto", max_tokens_per_batch=None, peak_tflops=None):
+                      pool_official_n=256, precision="auto", max_tokens_per_batch=None, peak_tflops=None,
+                      profile: bool = False):
     """Run every measurement once; returns a dict of figures (also printed by `report`) (Sec. 3.2)."""
     s = bench_setup(model_preset, n, batch_size, max_tokens, device, sources, precision, max_tokens_per_batch)
     n = len(s.idx)
@@ -280,6 +303,8 @@ def scoring_benchmark(model_preset="small", n=64, batch_size=16, max_tokens=1024
     if pool_official_n:
         figures.update(measure_official(s, fisher_head, pool_official_n, official_batch, None, key="_pool"))
     figures.update(measure_naive(s, fisher_all, naive_n or n))
+    if profile:
+        figures.update(measure_profile(s, fisher_all))
     if rss_n:
         figures.update(measure_peak_rss(rss_n, rss_model))
     return figures
@@ -327,4 +352,9 @@ def report(f: dict) -> str:
               "| ratio | measured | target |", "|---|---|---|"]
     lines += [f"| {name} | {value:.2f} | {target} |" for name, value, target in rows]
     lines += [f"official method: {v}" for k, v in f.items() if k.startswith("official_note")]
+    if "profile" in f:
+        lines += ["", "| operator (self time, one pass over the batches) | training step ms | scorer ms |",
+                  "|---|---|---|"]
+        lines += [f"| {name} | {a:.0f} | {b:.0f} |" for name, a, b in f["profile"]]
+        lines.append(f"| all operators | {f['profile_total'][0]:.0f} | {f['profile_total'][1]:.0f} |")
     return "\n".join(lines)

@@ -64,8 +64,13 @@ class TokenStore:
 
     @property
     def lengths(self) -> np.ndarray:
-        """Residues per sequence (tokens minus <cls> and <eos>, uncropped)."""
+        """Residues per sequence (tokens minus <cls> and <eos>, uncropped), of the whole pool."""
         return np.diff(self.offsets) - 2
+
+    def lengths_of(self, indices) -> np.ndarray:
+        """Residues of the given pool indices (read from the offsets of those indices only)."""
+        idx = np.asarray(indices, dtype=np.int64)
+        return self.offsets[idx + 1] - self.offsets[idx] - 2
 
     def tokens(self, i: int, max_tokens: int | None = None) -> np.ndarray:
         """Token array of pool index i (uint8), cropped to max_tokens as `Vocab.encode` crops."""

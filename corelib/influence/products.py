@@ -26,8 +26,21 @@ import torch
 BUFFER_ELEMENTS = 1 << 24   # float32 entries of one slice's (b, out, in) per-sample products
 
 
+_OUT_DTYPE: dict[str, bool] = {}
+
+
 def _bf16_gemm_ok(x: torch.Tensor) -> bool:
-    return x.is_cuda and x.dtype in (torch.bfloat16, torch.float16)
+    """True where a bf16/fp16 batched GEMM can write float32 (`out_dtype`, CUDA), checked once per device."""
+    if not x.is_cuda or x.dtype not in (torch.bfloat16, torch.float16):
+        return False
+    key = f"{x.device}:{x.dtype}"
+    if key not in _OUT_DTYPE:
+        try:
+            one = torch.ones(1, 1, 1, device=x.device, dtype=x.dtype)
+            _OUT_DTYPE[key] = torch.bmm(one, one, out_dtype=torch.float32).dtype == torch.float32
+        except (RuntimeError, TypeError):   # a build without it: upcast instead
+            _OUT_DTYPE[key] = False
+    return _OUT_DTYPE[key]
 
 
 def outer_sum(d: torch.Tensor, a: torch.Tensor) -> torch.Tensor:

@@ -324,7 +324,7 @@ def _score_shard(run: ScoringRun, idx: np.ndarray, fisher: dict, bar):
         groups.append(pd.DataFrame([rows[i][2] for i in order]))
     frame = pd.DataFrame({"index": order})
     frame.insert(0, "id", run.store.ids_of(order))
-    frame.insert(2, "length", run.store.lengths[order])
+    frame.insert(2, "length", run.store.lengths_of(order))
     frame["score"] = np.mean(per_draw, axis=0)
     frame["loss"] = np.mean(losses, axis=0)
     frame = pd.concat([frame, (sum(groups) / draws).add_prefix("score_")], axis=1)

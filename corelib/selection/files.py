@@ -31,26 +31,34 @@ def score_file(path) -> Path:
     return path / "scores.parquet" if path.is_dir() else path
 
 
-def read_scores(path) -> tuple[pd.DataFrame, dict]:
-    """Read a score file (or its folder); checks the columns, order and finiteness."""
+def read_scores(path, extra: tuple | list | None = None) -> tuple[pd.DataFrame, dict]:
+    """Read a score file (or its folder); checks the columns, order and finiteness. `extra`: read only the
+    required columns plus these (those the file has), instead of every column (a large pool's table)."""
     path = score_file(path)
     if not path.exists():
         raise InputError(f"{path}: score file not found")
     try:
-        df = pd.read_parquet(path)
+        import pyarrow.parquet as pq
+
+        names = pq.read_schema(path).names
+        missing = [c for c in SCORE_COLUMNS if c not in names]
+        if missing:
+            raise InputError(f"{path}: missing column(s) {', '.join(missing)} (need {', '.join(SCORE_COLUMNS)})")
+        wanted = None if extra is None else [c for c in names if c in SCORE_COLUMNS or c in extra]
+        df = pd.read_parquet(path, columns=wanted)
+    except InputError:
+        raise
     except Exception as exc:  # pyarrow raises several types for a damaged file
         raise InputError(f"{path}: not a readable parquet score file ({type(exc).__name__})") from None
-    missing = [c for c in SCORE_COLUMNS if c not in df.columns]
-    if missing:
-        raise InputError(f"{path}: missing column(s) {', '.join(missing)} (need {', '.join(SCORE_COLUMNS)})")
     if len(df) == 0:
         raise InputError(f"{path}: no scores")
     index = df["index"].to_numpy()
     if index[0] < 0 or (len(index) > 1 and np.any(np.diff(index) <= 0)):
         raise InputError(f"{path}: column 'index' must hold increasing pool positions (an unsorted score file)")
-    bad = ~np.isfinite(df["score"].to_numpy(dtype=float))
+    score = df["score"].to_numpy(dtype=float)
+    bad = ~np.isfinite(score)
     if bad.any():
-        raise InputError(f"{path}: score of id {df['id'][np.argmax(bad)]!r} is NaN/Inf")
+        raise InputError(f"{path}: score of id {df['id'].iat[int(np.argmax(bad))]!r} is NaN/Inf")
     meta_path = path.with_name("scores.json")
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     return df, meta
