@@ -101,6 +101,8 @@ class TrainingConfig:
                                  optional=True)
     epochs: int = knob(10, "passes over the training sequences", low=1)
     batch_size: int = knob(16, "sequences per optimiser step (A.3-A.5)", low=1)
+    max_tokens_per_batch: int | None = knob(None, "a token budget per step instead of batch_size: as many sequences as "
+                                            "fit in this many padded tokens (length-bucketed)", low=1, optional=True)
     schedule: str = knob("inverse_sqrt", "lr after warm-up: inverse_sqrt (A.3) or constant (A.5)",
                          choices=("inverse_sqrt", "constant"))
 
@@ -115,6 +117,9 @@ class ScoringConfig:
                                 low=0, auto="auto", alias="--damping")
     scope: str = knob("all", "parameters scored: all, linear, lm_head.dense or last:N", alias="--scope")
     batch_size: int = knob(16, "sequences per scoring batch", low=1, alias="--batch-size")
+    max_tokens_per_batch: int | None = knob(None, "a token budget per scoring batch instead of batch_size: as many "
+                                            "sequences as fit in this many padded tokens", low=1, optional=True,
+                                            alias="--max-tokens-per-batch")
     shard_size: int = knob(2048, "sequences per committed shard (the unit of resumption)", low=1,
                            alias="--shard-size")
     mask_draws: int = knob(1, "independent MLM masks per sequence; the score is their mean (draw 0 = the seed's mask)",
@@ -179,8 +184,9 @@ class Preset:
     seed: int = knob(0, "seed of D_sub, the masks, model init and random draws (A.6)", low=0, alias="--seed")
     seeds: tuple[int, ...] = knob((0, 1, 2), "grid seeds: each sets pretraining init, masks, data order, the random "
                                   "and CCI draws and D_sub of every arm, paired across arms (B.3, at least 3)")
-    precision: str = knob("fp32", "fp32, or bf16 autocast where the device supports it (per-sample products and the "
-                          "Fisher are still reduced in fp32)", choices=("fp32", "bf16"), alias="--precision")
+    precision: str = knob("auto", "auto (bf16 on a CUDA device that supports it, else fp32), fp32, or bf16 autocast "
+                          "(per-sample products and the Fisher are still accumulated in fp32)",
+                          choices=("auto", "fp32", "bf16"), alias="--precision")
     data: DataConfig = field(default_factory=DataConfig)
     finetune: TrainingConfig = field(default_factory=lambda: TrainingConfig(
         lr=1e-5, warmup_steps=50, epochs=1, schedule="constant"))

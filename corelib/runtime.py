@@ -65,16 +65,29 @@ def barrier(world: int) -> None:
         torch.distributed.barrier()
 
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
-def autocast(device, precision: str = "fp32"):
-    """The forward pass's precision: a no-op for fp32; bf16 autocast (weights and reductions stay fp32) where
-    the device supports it, else an InputError. Losses, per-sample products and the Fisher are formed in fp32."""
+def resolve_precision(precision: str, device) -> str:
+    """The forward's precision on `device`: "auto" is bf16 on a CUDA device that supports it and fp32 elsewhere
+    (CPU autocast in bf16 is slower than fp32 without bf16 instructions); fp32 and bf16 are kept as given."""
     import torch
 
     if precision not in PRECISIONS:
         raise InputError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
+    if precision != "auto":
+        return precision
+    device = torch.device(device)
+    return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+
+
+def autocast(device, precision: str = "fp32"):
+    """The forward pass's precision (`resolve_precision`): a no-op for fp32; bf16 autocast (weights and
+    reductions stay fp32) where the device supports it, else an InputError. Losses, per-sample products and
+    the Fisher are accumulated in fp32."""
+    import torch
+
+    precision = resolve_precision(precision, device)
     if precision == "fp32":
         return contextlib.nullcontext()
     device = torch.device(device)

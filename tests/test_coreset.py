@@ -105,3 +105,15 @@ def test_scores_round_trip(scored):
     back, meta = read_scores(tmp / "scores")
     pd.testing.assert_frame_equal(back, df.reset_index(drop=True))
     assert meta["modality"] == "rna"
+
+
+def test_reading_only_the_columns_a_method_needs(tmp_path):
+    """read_scores(extra=...) keeps id, index, length, score and the named columns the file has, with the same
+    values as a full read (the select stage reads no more of a large table than its method uses)."""
+    frame = pd.DataFrame({"id": ["a", "b", "c"], "index": [0, 1, 2], "length": [5, 6, 7], "score": [0.3, 0.1, 0.2],
+                          "loss": [1.0, 2.0, 3.0], "score_layer_00": [0.1, 0.1, 0.1]})
+    write_scores(frame, {}, tmp_path)
+    full, _ = read_scores(tmp_path)
+    some, _ = read_scores(tmp_path, extra=("loss", "token_score"))
+    assert list(some.columns) == ["id", "index", "length", "score", "loss"]
+    pd.testing.assert_frame_equal(some, full[list(some.columns)])

@@ -145,6 +145,28 @@ def test_length_batches_cover_each_index_once_and_pad_less_than_random():
         [b.tolist() for b in length_batches(lengths, 16, seed=3)]
 
 
+@pytest.mark.parametrize("seed", [None, 3])
+def test_token_budget_batches_fill_the_budget_and_no_more(seed):
+    """With max_tokens every batch pads to at most the budget (count x longest), unless it is one sequence
+    longer than the budget, and each is maximal: the next sequence in its window's length order would not fit."""
+    rng = np.random.default_rng(1)
+    lengths = rng.integers(20, 1000, size=700)
+    budget = 4000
+    batches = length_batches(lengths, 16, seed=seed, max_tokens=budget)
+    assert np.array_equal(np.sort(np.concatenate(batches)), np.arange(700))
+    for b in batches:
+        assert len(b) * lengths[b].max() <= budget or len(b) == 1
+    if seed is None:   # pool order: windows of 16 x 64 sequences, each sorted by length, cut in order
+        flat = np.concatenate(batches)
+        pos = 0
+        for b in batches[:-1]:
+            pos += len(b)
+            if pos % 1024 and pos < 700:   # the next sequence of the same window
+                assert (len(b) + 1) * max(lengths[b].max(), lengths[flat[pos]]) > budget
+    short = length_batches(np.full(50, 30), 16, max_tokens=300)
+    assert [len(b) for b in short] == [10] * 5              # 10 x 30 = 300 tokens: ten sequences, not 16
+
+
 def test_pad_batch_right_pads():
     out = pad_batch([np.array([1, 2, 3]), np.array([4])], pad_value=9)
     assert out.tolist() == [[1, 2, 3], [4, 9, 9]]
@@ -153,3 +175,17 @@ def test_pad_batch_right_pads():
 def test_unknown_modality_is_an_input_error(fasta):
     with pytest.raises(InputError):
         list(read_fasta(fasta(">a\nACGU\n"), "dna"))
+
+
+def test_records_at_equals_read_fasta_at_those_positions():
+    """records_at reads only the wanted records (any order, repeats once) and gives what read_fasta gives there:
+    id, description, normalized sequence and header line; positions past the end yield nothing."""
+    from corelib.data import dataset_path
+    from corelib.data.fasta import records_at
+
+    path = dataset_path("rna_demo")   # gzip
+    records = list(read_fasta(path, "rna"))
+    picks = [len(records) - 1, 0, 17, 17, 999, len(records) + 5]
+    got = list(records_at(path, picks, "rna"))
+    assert [i for i, _ in got] == [0, 17, 999, len(records) - 1]
+    assert all(rec == records[i] and rec.line == records[i].line for i, rec in got)

@@ -110,3 +110,27 @@ def test_per_sample_gradient_matrix_matches_autograd():
         g = torch.autograd.grad(per_sequence_loss(model(x), lab).sum(), [params[n] for n in names])
         expected = torch.cat([t.flatten() for t in g]).double().numpy()
         np.testing.assert_allclose(G[np.flatnonzero(idx == i[0])[0]], expected, rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("scope", ["all", "linear"])
+def test_per_sample_gradient_matrix_gives_unused_parameters_zero_columns(scope):
+    """fair-esm's contact head gets no gradient from the MLM loss: its columns are zeros (as its diag F is,
+    Eq. 9), and every other column equals autograd's per-sequence gradient."""
+    from corelib.data import mlm_batches, tokenize
+    from corelib.influence import diagonal_fisher, per_sample_gradient_matrix, scope_params
+    from corelib.models import build_model, per_sequence_loss
+
+    model = build_model("protein", "tiny", seed=9)
+    tokens = tokenize(load_pool("protein_demo", "protein", limit=4)["seq"], "protein", 30)
+    params = scope_params(model, scope)
+    assert "net.contact_head.regression.weight" in params
+    G, idx = per_sample_gradient_matrix(model, mlm_batches(tokens, np.arange(4), 3, model.vocab, mask_seed=0), scope)
+    assert G.shape == (4, sum(p.numel() for p in params.values()))
+    fisher, _ = diagonal_fisher(model, mlm_batches(tokens, np.arange(4), 3, model.vocab, mask_seed=0), scope)
+    for x, lab, i in mlm_batches(tokens, np.arange(4), 1, model.vocab, mask_seed=0):
+        g = torch.autograd.grad(per_sequence_loss(model(x), lab).sum(), list(params.values()), allow_unused=True)
+        expected = torch.cat([(t if t is not None else torch.zeros_like(p)).flatten()
+                              for t, p in zip(g, params.values())]).double().numpy()
+        np.testing.assert_allclose(G[np.flatnonzero(idx == i[0])[0]], expected, rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(np.square(G).mean(0), torch.cat([f.flatten() for f in fisher.values()]).numpy(),
+                               rtol=1e-4, atol=1e-12)

@@ -44,6 +44,26 @@ def test_warmup_as_a_share_of_the_run_and_a_step_cap():
     assert history["lr"].tolist() == pytest.approx(expected)
 
 
+def test_a_token_budget_sizes_the_steps_by_padded_tokens():
+    """max_tokens_per_batch: 30 sequences of 14 tokens and 10 of 62 under a 120-token budget: the short ones go
+    8 to a step (8 x 14 = 112 <= 120 < 9 x 14), i.e. steps of 8, 8, 8 and 6, and each long one alone
+    (2 x 62 = 124 > 120): 14 steps an epoch, counted by hand."""
+    from corelib.config import TrainingConfig
+    from corelib.models import build_model
+    from corelib.training.loop import total_steps, train_mlm
+
+    rng = np.random.default_rng(1)
+    tokens = [np.r_[0, rng.integers(4, 8, 12), 2] for _ in range(30)] + [np.r_[0, rng.integers(4, 8, 60), 2]
+                                                                         for _ in range(10)]
+    cfg = TrainingConfig(lr=1e-3, warmup_fraction=0.1, epochs=2, batch_size=64, schedule="constant",
+                         max_tokens_per_batch=120)
+    assert total_steps(cfg, 40, [len(t) for t in tokens], seed=0) == 2 * 14
+    history = train_mlm(build_model("rna", "tiny", seed=0), tokens, np.arange(40), cfg, progress=False)
+    assert len(history) == 28 and history["sequences"].sum() == 80
+    assert sorted(history["sequences"].tolist()) == sorted(([8, 8, 8, 6] + [1] * 10) * 2)
+    assert (history["tokens"] <= 120).all()
+
+
 def test_a_checkpoint_from_before_the_newer_knobs_resumes(tmp_path):
     from dataclasses import asdict
 

@@ -153,3 +153,89 @@ def test_an_uncovered_layer_is_a_one_line_input_error_naming_it():
         PerSampleGradients(model, dict(model.named_parameters()), lambda name, grad: None)
     with PerSampleGradients(model, {"0.weight": model[0].weight}, lambda name, grad: None):   # Scale unscored: fine
         pass
+
+
+# ----------------------------------------------------------------------------- reductions (Eq. 9, Eq. 11)
+def _rule_reduce(module, x, need):
+    """The rule's reductions of the batch (as the hooks ask for them) from one backward of sum_b loss_b."""
+    rule = rule_for(module, "m")
+    kept = {}
+    handles = [sub.register_forward_hook(lambda m, i, o, key=key: kept.__setitem__(key, o))
+               for key, sub in rule.kept(module).items()]
+    out = module(x)
+    for h in handles:
+        h.remove()
+    (g,) = torch.autograd.grad(_loss(out).sum(), out)
+    with torch.no_grad():
+        return rule.reduce(module, x, g, kept, need)
+
+
+def _positive(shape, seed, rank_one=False):
+    gen = torch.Generator().manual_seed(seed)
+    if rank_one:
+        return torch.outer(torch.rand(shape[0], generator=gen) + 0.5, torch.rand(shape[1], generator=gen) + 0.5)
+    return torch.rand(shape, generator=gen) + 0.1
+
+
+@pytest.mark.parametrize("weighting", ["diagonal", "rank-one"])
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_reductions_equal_eq9_and_eq11_of_batch_size_1_gradients(weighting, bias, monkeypatch):
+    """Eq. 9's sum_b g_b^2 and Eq. 11's sum_ij w_ij g_bij^2 from one batched GEMM (any weight) or from T x T
+    Gram products (a rank-one weight, where they are cheaper) equal those of autograd's per-example gradients."""
+    from corelib.influence import products
+
+    torch.manual_seed(6)
+    lin = nn.Linear(16, 12, bias=bias)
+    x = torch.randn(T, B, 16).transpose(0, 1)          # a time-first layer's batch-first view (strided)
+    names = ["weight", "bias"] if bias else ["weight"]
+    want = _oracle(lin, x, names)
+    w = {"weight": _positive((12, 16), 7, weighting == "rank-one"), "bias": _positive((12,), 8)}
+    ghost = weighting == "rank-one"
+    assert (products.WeightedNorm(w["weight"]).factors is not None) == ghost
+    assert products.ghost_is_cheaper(T, 12, 16)
+    if ghost:   # the Gram path must not form g_b at all
+        monkeypatch.setattr(products, "outer_sum", lambda *a: pytest.fail("formed g_b"))
+    norms = _rule_reduce(lin, x, {n: products.WeightedNorm(w[n]) for n in names})
+    monkeypatch.undo()
+    squares = _rule_reduce(lin, x, {n: products.SquaredSum() for n in names})
+    assert set(norms) == set(squares) == set(names)
+    for n in names:
+        g = want[n].double()
+        torch.testing.assert_close(squares[n], g.square().sum(0), rtol=1e-5, atol=1e-9)
+        torch.testing.assert_close(norms[n], (g.square() * w[n].double()).flatten(1).sum(1), rtol=1e-5, atol=1e-9)
+    only = _rule_reduce(lin, x, {"weight": products.SquaredSum()})   # only what is asked for is formed
+    assert set(only) == {"weight"}
+    monkeypatch.setattr(products, "BUFFER_ELEMENTS", 12 * 16 * 3)     # slices of 3 sequences: the same values
+    sliced = _rule_reduce(lin, x, {"weight": products.SquaredSum()})["weight"]
+    torch.testing.assert_close(sliced, squares["weight"], rtol=1e-6, atol=1e-12)
+    if not ghost:
+        sliced = _rule_reduce(lin, x, {"weight": products.WeightedNorm(w["weight"])})["weight"]
+        torch.testing.assert_close(sliced, norms["weight"], rtol=1e-6, atol=1e-12)
+
+
+def test_roberta_lm_head_reductions_equal_those_of_its_gradients():
+    from esm.modules import RobertaLMHead
+
+    from corelib.influence import products
+
+    torch.manual_seed(4)
+    head = RobertaLMHead(D, V, nn.Parameter(torch.randn(V, D)))
+    x = torch.randn(B, T, D)
+    want = _oracle(head, x, ["bias", "weight"])
+    w = {"bias": _positive((V,), 1), "weight": _positive((V, D), 2)}
+    norms = _rule_reduce(head, x, {n: products.WeightedNorm(w[n]) for n in w})
+    for n in w:
+        torch.testing.assert_close(norms[n], (want[n].double().square() * w[n]).flatten(1).sum(1), rtol=1e-5, atol=1e-9)
+
+
+def test_bf16_operands_are_multiplied_in_bf16_and_accumulated_in_fp32():
+    """Under bf16 autocast a Linear ran on bf16-rounded operands: outer_sum rounds an fp32 partner to bf16 and
+    returns the fp32-accumulated product of those values."""
+    from corelib.influence.products import outer_sum
+
+    gen = torch.Generator().manual_seed(0)
+    d, a = torch.randn(B, 50, 7, generator=gen), torch.randn(B, 50, 9, generator=gen)
+    got = outer_sum(d.bfloat16(), a)
+    assert got.dtype == torch.float32
+    want = torch.einsum("bto,bti->boi", d.bfloat16().double(), a.bfloat16().double())
+    torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5)

@@ -128,16 +128,25 @@ def _check_letters(path: Path, rec_id: str, line: int, seq: str, modality: str) 
                      f"(allowed: {''.join(sorted(letters))})")
 
 
-def read_fasta(path, modality: str | None = None) -> Iterator[Record]:
-    """Stream validated, normalized records from a plain or gzip FASTA (the pool format of Fig. 1/DESIGN)."""
+def read_fasta(path, modality: str | None = None, unique_ids: bool = True) -> Iterator[Record]:
+    """Stream validated, normalized records from a plain or gzip FASTA (the pool format of Fig. 1/DESIGN).
+    `unique_ids=False` leaves the duplicate-id check to the caller (it keeps a set of every id; the token
+    store checks from its id arrays instead)."""
     path = Path(path)
     if modality is not None and modality not in MODALITIES:
         raise InputError(f"unknown modality {modality!r}; choose rna or protein")
     headers: collections.deque = collections.deque()
-    state = {"line": 0}
-    seen: set[str] = set()
     count = 0
-    for title, seq in SimpleFastaParser(_lines(path, headers, state)):
+    for rec in _parse(_lines(path, headers, {"line": 0}), headers, path, modality, set() if unique_ids else None):
+        count += 1
+        yield rec
+    if count == 0:
+        raise InputError(f"{path}: no FASTA records (empty file)")
+
+
+def _parse(lines, headers: collections.deque, path: Path, modality: str | None, seen: set | None) -> Iterator[Record]:
+    """Records of FASTA text lines; `headers` holds the file line of each header in turn (for messages)."""
+    for title, seq in SimpleFastaParser(lines):
         line = headers.popleft()
         parts = title.split(None, 1)
         if not parts or title[:1].isspace():
@@ -146,16 +155,48 @@ def read_fasta(path, modality: str | None = None) -> Iterator[Record]:
         desc = parts[1] if len(parts) > 1 else ""
         if not seq:
             raise InputError(f"{path}:{line}: record {rec_id!r} has a header but no sequence")
-        if rec_id in seen:
-            raise InputError(f"{path}:{line}: duplicate record id {rec_id!r}")
-        seen.add(rec_id)
+        if seen is not None:
+            if rec_id in seen:
+                raise InputError(f"{path}:{line}: duplicate record id {rec_id!r}")
+            seen.add(rec_id)
         if modality is not None:
             seq = normalize(seq, modality)
             _check_letters(path, rec_id, line, seq, modality)
-        count += 1
         yield Record(rec_id, desc, seq, line, dict(_DESC_FIELD.findall(desc)))
-    if count == 0:
-        raise InputError(f"{path}: no FASTA records (empty file)")
+
+
+def records_at(path, positions, modality: str | None = None) -> Iterator[tuple[int, Record]]:
+    """(position, record) of the records at the given 0-based positions of a FASTA, in file order: the lines of
+    the others are only counted (no parse, no Python object per record), the wanted ones are parsed and checked
+    as `read_fasta` does. For a pool already read once (its token store, its scores)."""
+    path = Path(path)
+    wanted = np.unique(np.asarray(positions, dtype=np.int64))
+    if wanted.size == 0:
+        return
+    k, j, n, lines, start = -1, 0, 0, None, 0
+    with _open_binary(path) as fh:
+        for n, raw in enumerate(fh, start=1):
+            if raw.startswith(b">"):
+                if lines is not None:
+                    yield _one_record(path, wanted[j - 1], start, lines, modality)
+                    lines = None
+                    if j == wanted.size:
+                        return
+                k += 1
+                if k == wanted[j]:
+                    lines, start = [], n
+                    j += 1
+            if lines is not None:
+                try:
+                    lines.append(raw.decode("ascii"))
+                except UnicodeDecodeError:
+                    raise InputError(f"{path}:{n}: binary or non-ASCII data, not a FASTA file") from None
+    if lines is not None:
+        yield _one_record(path, wanted[j - 1], start, lines, modality)
+
+
+def _one_record(path: Path, position: int, line: int, lines: list[str], modality) -> tuple[int, Record]:
+    return int(position), next(_parse(iter(lines), collections.deque([line]), path, modality, None))
 
 
 def check_fasta(path, modality: str, max_tokens: int = 1024) -> dict:

@@ -9,7 +9,9 @@ and the modality (the vocabulary), holding memory-mapped arrays:
     meta.json        pool path and sha256, modality, vocabulary, n, residues
 
 Scoring, D_sub gathering and pretraining read sequences by pool index from it, so the FASTA is parsed (and
-validated) once; the arrays are memory-mapped, so resident memory does not grow with the pool. A crop to
+validated) once; the arrays are memory-mapped, so resident memory does not grow with the pool. The build
+streams too: tokens and ids are appended record by record and the offsets are written in fixed-size chunks,
+so no Python object per sequence is kept while building or reading (`ids` returns numpy arrays). A crop to
 `max_tokens` is applied on reading, exactly as `Vocab.encode` crops (first residues kept, <eos> appended).
 """
 from __future__ import annotations
@@ -23,11 +25,14 @@ import numpy as np
 from tqdm import tqdm
 
 from corelib.config import cache_dir
-from corelib.data.fasta import read_fasta
+from corelib.data.fasta import read_fasta, records_at
 from corelib.data.tokens import get_vocab
+from corelib.errors import InputError
 from corelib.files import sha256_file
 
 FORMAT = 1
+CHUNK = 1 << 16   # offsets buffered per write while building
+ID_CHUNK = 1 << 16   # ids decoded per step by `TokenStore.ids_of`
 
 
 def store_root() -> Path:
@@ -59,8 +64,13 @@ class TokenStore:
 
     @property
     def lengths(self) -> np.ndarray:
-        """Residues per sequence (tokens minus <cls> and <eos>, uncropped)."""
+        """Residues per sequence (tokens minus <cls> and <eos>, uncropped), of the whole pool."""
         return np.diff(self.offsets) - 2
+
+    def lengths_of(self, indices) -> np.ndarray:
+        """Residues of the given pool indices (read from the offsets of those indices only)."""
+        idx = np.asarray(indices, dtype=np.int64)
+        return self.offsets[idx + 1] - self.offsets[idx] - 2
 
     def tokens(self, i: int, max_tokens: int | None = None) -> np.ndarray:
         """Token array of pool index i (uint8), cropped to max_tokens as `Vocab.encode` crops."""
@@ -77,9 +87,50 @@ class TokenStore:
         """The record id of pool index i."""
         return bytes(self._ids[self.id_offsets[i]:self.id_offsets[i + 1]]).decode()
 
-    def ids(self, start: int = 0, stop: int | None = None) -> list[str]:
-        """Record ids of pool indices [start, stop)."""
-        return [self.id(i) for i in range(start, self.n if stop is None else min(stop, self.n))]
+    def ids(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Record ids of pool indices [start, stop), a numpy str array (no Python list of the pool's ids)."""
+        return self.ids_of(np.arange(start, self.n if stop is None else min(stop, self.n)))
+
+    def ids_of(self, indices) -> np.ndarray:
+        """Record ids of the given pool indices, in that order, as a numpy str array, decoded in chunks."""
+        idx = np.asarray(indices, dtype=np.int64).ravel()
+        parts = [self._decode(idx[k:k + ID_CHUNK]) for k in range(0, idx.size, ID_CHUNK)]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=str)
+
+    def _decode(self, idx: np.ndarray) -> np.ndarray:
+        lo, size = self.id_offsets[idx], self.id_offsets[idx + 1] - self.id_offsets[idx]
+        width = max(int(size.max()), 1)
+        cols = np.arange(width)
+        inside = cols[None, :] < size[:, None]
+        raw = np.zeros((idx.size, width), dtype=np.uint8)
+        raw[inside] = self._ids[(lo[:, None] + cols[None, :])[inside]]
+        return raw.view(f"S{width}").ravel().astype(str)   # FASTA ids are ASCII (data.fasta checks)
+
+
+class _Column:
+    """An int64 column appended to a file in chunks of CHUNK (none kept per sequence); `cumulative`: the
+    running sums of the added values after a leading 0 (n + 1 offsets)."""
+
+    def __init__(self, path: Path, cumulative: bool = False):
+        self.fh = open(path, "wb")
+        self.buf, self.k, self.total, self.cumulative = np.empty(CHUNK, dtype=np.int64), 0, 0, cumulative
+        if cumulative:
+            np.zeros(1, dtype=np.int64).tofile(self.fh)
+
+    def add(self, value: int) -> None:
+        self.total += value
+        self.buf[self.k] = self.total if self.cumulative else value
+        self.k += 1
+        if self.k == self.buf.size:
+            self.flush()
+
+    def flush(self) -> None:
+        self.buf[:self.k].tofile(self.fh)
+        self.k = 0
+
+    def close(self) -> None:
+        self.flush()
+        self.fh.close()
 
 
 def _build(fasta: Path, modality: str, folder: Path, digest: str, progress: bool) -> None:
@@ -101,22 +152,51 @@ def _build(fasta: Path, modality: str, folder: Path, digest: str, progress: bool
 
 def _write(fasta: Path, modality: str, tmp: Path, digest: str, progress: bool) -> None:
     vocab = get_vocab(modality)
-    offsets, id_offsets = [0], [0]
-    with open(tmp / "tokens.u8", "wb") as tok, open(tmp / "ids.bin", "wb") as ids:
-        for rec in tqdm(read_fasta(fasta, modality), desc="token store", unit="seq", disable=not progress,
-                        leave=False):
-            row = vocab.encode(rec.seq).astype(np.uint8)
-            tok.write(row.tobytes())
-            offsets.append(offsets[-1] + row.size)
-            name = rec.id.encode()
-            ids.write(name)
-            id_offsets.append(id_offsets[-1] + len(name))
-    np.asarray(offsets, dtype=np.int64).tofile(tmp / "offsets.i64")
-    np.asarray(id_offsets, dtype=np.int64).tofile(tmp / "id_offsets.i64")
-    n = len(offsets) - 1
+    columns = [_Column(tmp / "offsets.i64", True), _Column(tmp / "id_offsets.i64", True), _Column(tmp / "id_hash.i64")]
+    offsets, id_offsets, hashes = columns
+    n = 0
+    try:
+        with open(tmp / "tokens.u8", "wb") as tok, open(tmp / "ids.bin", "wb") as ids:
+            for rec in tqdm(read_fasta(fasta, modality, unique_ids=False), desc="token store", unit="seq",
+                            disable=not progress, leave=False):
+                row = vocab.encode(rec.seq).astype(np.uint8)
+                tok.write(row.tobytes())
+                offsets.add(row.size)
+                name = rec.id.encode()
+                ids.write(name)
+                id_offsets.add(len(name))
+                hashes.add(hash(rec.id))
+                n += 1
+    finally:
+        for column in columns:
+            column.close()
+    _check_unique_ids(fasta, modality, tmp)
     meta = {"format": FORMAT, "fasta": str(fasta), "sha256": digest, "modality": modality,
-            "vocabulary": list(vocab.tokens), "n": n, "residues": int(offsets[-1] - 2 * n)}
+            "vocabulary": list(vocab.tokens), "n": n, "residues": int(offsets.total - 2 * n)}
     (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+
+
+def _check_unique_ids(fasta: Path, modality: str, tmp: Path) -> None:
+    """read_fasta's duplicate-id error, found from one 8-byte hash per record (sorted once) instead of a set
+    of every id; equal hashes are confirmed on the ids themselves, and the second record's line is named."""
+    hashes = _map(tmp / "id_hash.i64", np.int64)
+    ordered = np.sort(hashes)
+    twice = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
+    del ordered
+    if twice.size:
+        ids = _map(tmp / "ids.bin", np.uint8)
+        offsets = _map(tmp / "id_offsets.i64", np.int64)
+        seen: dict[bytes, int] = {}
+        dupes = []
+        for i in np.flatnonzero(np.isin(hashes, twice)):
+            name = bytes(ids[offsets[i]:offsets[i + 1]])
+            if name in seen:
+                dupes.append(int(i))
+            seen.setdefault(name, int(i))
+        if dupes:
+            _, rec = next(records_at(fasta, [min(dupes)], modality))
+            raise InputError(f"{fasta}:{rec.line}: duplicate record id {rec.id!r}")
+    (tmp / "id_hash.i64").unlink()
 
 
 def pool_size(store: TokenStore, limit: int | None = None) -> int:

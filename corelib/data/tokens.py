@@ -151,11 +151,15 @@ def pad_batch(rows: list[np.ndarray], pad_value: int) -> np.ndarray:
     return out
 
 
-def length_batches(lengths, batch_size: int, seed: int | None = None, window: int = 64) -> list[np.ndarray]:
+def length_batches(lengths, batch_size: int, seed: int | None = None, window: int = 64,
+                   max_tokens: int | None = None) -> list[np.ndarray]:
     """Length-bucketed batches: sort by length inside windows of `window` batches, then cut.
 
     With a seed the pool order and the batch order are shuffled reproducibly (training); without,
     batches follow the pool order window by window (scoring). Every index appears exactly once.
+    `max_tokens`: a token budget instead of a sequence count: each batch holds as many sequences as fit in
+    `max_tokens` padded tokens (count x its longest length; a longer sequence is a batch of its own), and
+    `batch_size` only sets the sorting window.
     """
     lengths = np.asarray(lengths)
     order = np.arange(len(lengths))
@@ -167,10 +171,25 @@ def length_batches(lengths, batch_size: int, seed: int | None = None, window: in
     for start in range(0, len(order), span):
         chunk = order[start : start + span]
         chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
-        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+        if max_tokens is None:
+            batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+        else:
+            batches.extend(_token_cuts(chunk, lengths[chunk], max_tokens))
     if rng is not None:
         batches = [batches[i] for i in rng.permutation(len(batches))]
     return batches
+
+
+def _token_cuts(chunk: np.ndarray, sorted_lengths: np.ndarray, max_tokens: int) -> list[np.ndarray]:
+    """Cut indices sorted by length into runs whose count x last (longest) length stays within max_tokens."""
+    out, start = [], 0
+    while start < len(chunk):
+        # sorted ascending, so a run [start, stop) pads to sorted_lengths[stop - 1]
+        fits = (np.arange(1, len(chunk) - start + 1) * sorted_lengths[start:]) <= max_tokens
+        stop = start + max(1, int(np.argmin(fits)) if not fits.all() else len(fits))
+        out.append(chunk[start:stop])
+        start = stop
+    return out
 
 
 # ----------------------------------------------------------------------------- tensors for the model
@@ -205,17 +224,19 @@ def tokenize(seqs, modality: str, max_tokens: int | None) -> list[np.ndarray]:
 
 def mlm_batches(tokens: list[np.ndarray], indices, batch_size: int, vocab: Vocab, mask_seed: int,
                 order_seed: int | None = None, mask_prob: float = 0.15, draw: int = 0, mask_only: bool = False,
-                crop: int | None = None):
-    """Yield (inputs, labels, pool indices) tensors: length-bucketed batches, masks keyed by
-    (mask_seed, pool index, draw). `tokens[k]` belongs to pool index `indices[k]`. `crop`: each longer
-    sequence is cut to a random window of that many tokens keyed by (mask_seed, pool index) (A.5);
-    `mask_only`: every predicted position is <mask> (evaluation)."""
+                crop: int | None = None, max_tokens_per_batch: int | None = None):
+    """Yield (inputs, labels, pool indices) tensors: length-bucketed batches (of `batch_size` sequences, or of
+    as many as fit in `max_tokens_per_batch` padded tokens), masks keyed by (mask_seed, pool index, draw).
+    `tokens[k]` belongs to pool index `indices[k]`. `crop`: each longer sequence is cut to a random window of
+    that many tokens keyed by (mask_seed, pool index) (A.5); `mask_only`: every predicted position is <mask>
+    (evaluation)."""
     import torch
 
     indices = np.asarray(indices)
     if crop is not None:
         tokens = random_windows(tokens, indices, crop, mask_seed)
-    for batch in length_batches([len(t) for t in tokens], batch_size, seed=order_seed):
+    for batch in length_batches([len(t) for t in tokens], batch_size, seed=order_seed,
+                                max_tokens=max_tokens_per_batch):
         pairs = [mlm_mask(tokens[k].astype(np.int64), int(indices[k]), mask_seed, vocab, mask_prob, draw, mask_only)
                  for k in batch]
         yield (torch.from_numpy(pad_batch([p[0] for p in pairs], vocab.pad)),

@@ -14,26 +14,32 @@ from corelib.influence.hooks import (
     param_group,
     scope_params,
 )
+from corelib.influence.products import SquaredSum, WeightedNorm
 from corelib.models.loss import per_sequence_loss
 from corelib.runtime import autocast
 
 
-def _run(model, batches, params, consume, device, progress=None, precision: str = "fp32", reduction: str = "mean"):
+def _run(model, batches, params, consume, device, progress=None, precision: str = "fp32", reduction: str = "mean",
+         reductions: dict | None = None):
     """Forward + backward of sum_b loss_b over batches with the hooks on; yields (indices, losses). The
-    forward runs in `precision`; the hooks' per-sample products are formed in fp32 (`rules`)."""
+    forward runs in `precision`; the hooks' per-sample products are accumulated in fp32 (`products`).
+    `reductions`: what `consume` receives of each parameter's per-sample gradients (None: the gradients)."""
     model.eval()
-    with only_requires_grad(model, params), PerSampleGradients(model, params, consume) as psg:
+    with only_requires_grad(model, params), PerSampleGradients(model, params, consume, reductions) as psg:
         for inputs, labels, idx in batches:
             inputs, labels = inputs.to(device), labels.to(device)
-            psg.batch_size = inputs.shape[0]
             with torch.enable_grad():
-                with autocast(device, precision):
-                    logits = model(inputs)
+                while True:   # a layer output the model modifies in place is learned once, then cloned
+                    psg.begin_batch(inputs.shape[0])
+                    with autocast(device, precision):
+                        logits = model(inputs)
+                    if not psg.modified_in_place():
+                        break
                 losses = per_sequence_loss(logits, labels, reduction)
                 # gradients w.r.t. the hooked layer outputs only: the hooks form the per-sample weight
                 # gradients, so autograd's batch-summed weight gradients are never computed
                 torch.autograd.grad(losses.sum(), psg.outputs, allow_unused=True)
-            psg.outputs.clear()
+            psg.begin_batch()
             psg.flush()
             if progress is not None:
                 progress.update(inputs.shape[0])
@@ -49,11 +55,12 @@ def diagonal_fisher(model, batches, scope: str = "all", device="cpu", progress=N
     params = scope_params(model, scope)
     acc = {n: torch.zeros(p.shape, dtype=torch.float64, device=device) for n, p in params.items()}
 
-    def consume(name, grad):
-        acc[name] += grad.double().square().sum(0)
+    def consume(name, squares):
+        acc[name] += squares
 
     count = 0
-    for idx, _ in _run(model, batches, params, consume, device, progress, precision, reduction):
+    squared = {n: SquaredSum() for n in params}
+    for idx, _ in _run(model, batches, params, consume, device, progress, precision, reduction, squared):
         count += len(idx)
     if count == 0:
         if allow_empty:  # a rank with no batch contributes zeros to the all-reduce
@@ -85,16 +92,15 @@ def self_influence(model, batches, fisher: dict, damping=1e-8, scope: str = "all
     if set(params) != set(fisher):
         raise InputError("the Fisher file was computed over a different parameter scope or model")
     lam = resolve_damping(fisher, damping)
-    inv = {n: 1.0 / (f.to(device).float() + lam) for n, f in fisher.items()}
+    weighted = {n: WeightedNorm(1.0 / (f.to(device).float() + lam)) for n, f in fisher.items()}
     group_of = {n: param_group(n) for n in params}
     current: dict[str, torch.Tensor] = {}
 
-    def consume(name, grad):
-        contrib = (grad.square() * inv[name]).flatten(1).sum(1).double()
+    def consume(name, contrib):
         key = group_of[name]
         current[key] = current[key] + contrib if key in current else contrib
 
-    for idx, losses in _run(model, batches, params, consume, device, progress, precision, reduction):
+    for idx, losses in _run(model, batches, params, consume, device, progress, precision, reduction, weighted):
         per_group = {k: v.cpu().numpy() for k, v in sorted(current.items())}
         current.clear()
         total = np.sum(list(per_group.values()), axis=0)
@@ -118,7 +124,10 @@ def per_sample_gradient_matrix(model, batches, scope: str = "all", names=None, d
 
     rows, index = [], []
     for idx, _ in _run(model, batches, params, consume, device):
-        rows.append(torch.cat([current[n] for n in order], dim=1).cpu().numpy())
+        # a parameter no layer used in this forward (fair-esm's contact head) has a zero gradient, as in Eq. 9
+        rows.append(torch.cat([current[n] if n in current else torch.zeros(len(idx), params[n].numel(),
+                                                                          dtype=torch.float64, device=device)
+                               for n in order], dim=1).cpu().numpy())
         index.append(np.asarray(idx))
         current.clear()
     return np.concatenate(rows), np.concatenate(index)

@@ -65,48 +65,59 @@ def param_group(name: str) -> str:
 
 # ----------------------------------------------------------------------------- per-sample gradients
 class PerSampleGradients(contextlib.AbstractContextManager):
-    """Hooks that hand each scoped parameter's per-sample gradient (B, *shape) to `consume(name, grad)` (Sec. 3.2).
+    """Hooks that hand each scoped parameter's per-sample gradients to `consume(name, value)` (Sec. 3.2).
 
     Each layer's gradients come from its rule in `rules.RULES` (Linear, LayerNorm, Embedding with padding_idx
     and fair-esm's learned positions, and LM heads that apply the tied embedding functionally or add an
     output bias). A scoped parameter no rule covers is an InputError, never a silent omission. Call
     `flush()` after backward to deliver the tied parameters.
+
+    Without `reductions`, `value` is the per-sample gradient (B, *shape) in float32. With `reductions`
+    ({name: products.Reduction}, every scoped name), `value` is that reduction: Eq. 9's sum_b g_b^2 or Eq. 11's
+    weighted norms, which a rule may form without the (B, *shape) tensor (one batched GEMM per Linear). A
+    parameter used by several layers (tied) is summed over them as full gradients first, then reduced.
     """
 
-    def __init__(self, model, params: dict[str, nn.Parameter], consume):
-        self.model, self.consume = model, consume
+    def __init__(self, model, params: dict[str, nn.Parameter], consume, reductions: dict | None = None):
+        self.model, self.consume, self.reductions = model, consume, reductions
         self.names = {id(p): n for n, p in params.items()}
+        if reductions is not None and set(reductions) != set(params):
+            raise ValueError("reductions must name every scoped parameter")
         self.handles, self.buffer, self.outputs, self.features = [], {}, [], {}
+        self.versions, self.cloned = [], set()
         self.batch_size = None
         plan, users = _plan(model, self.names)
         self.tied = {i for i, c in users.items() if c > 1}
         self.time_first = tuple(getattr(model, "time_first", ()))
         for mname, mod, rule in plan:
-            self.handles.append(mod.register_forward_hook(self._forward_hook(mname, rule)))
+            formed = {attr: p for attr, p in rule.forms(mod).items() if id(p) in self.names}
+            if not formed:
+                continue   # an alias another layer's rule forms (a head's tied decoder bias)
+            self.handles.append(mod.register_forward_hook(self._forward_hook(mname, rule, formed)))
             for key, sub in rule.kept(mod).items():
                 self.handles.append(sub.register_forward_hook(self._keep_output(mod, key)))
 
     def __exit__(self, *exc):
         for h in self.handles:
             h.remove()
-        self.features.clear()  # the kept LM-head inputs hold a graph
-        self.outputs.clear()
+        self.begin_batch()   # the kept LM-head inputs and the targets hold a graph
         return False
 
-    def _deliver(self, param, grad):
+    def _deliver_full(self, param, grad):
         key = id(param)
-        if key not in self.names:
-            return
         grad = grad.float()
         if key in self.tied:
             self.buffer[key] = self.buffer[key] + grad if key in self.buffer else grad
-        else:
+        elif self.reductions is None:
             self.consume(self.names[key], grad)
+        else:
+            self.consume(self.names[key], self.reductions[self.names[key]].gradients(grad))
 
     def flush(self):
         """Deliver the summed per-sample gradients of tied parameters (call after backward; Sec. 3.2)."""
         for key, grad in self.buffer.items():
-            self.consume(self.names[key], grad)
+            name = self.names[key]
+            self.consume(name, grad if self.reductions is None else self.reductions[name].gradients(grad))
         self.buffer = {}
 
     def _batch_first(self, mname: str, x: torch.Tensor) -> torch.Tensor:
@@ -122,37 +133,62 @@ class PerSampleGradients(contextlib.AbstractContextManager):
             self.features[(id(owner), key)] = output
         return hook
 
-    def _forward_hook(self, mname, rule):
+    def _forward_hook(self, mname, rule, formed):
         def hook(module, inputs, output):
             if not torch.is_grad_enabled() or not output.requires_grad:
-                return
+                return None
             inp = inputs[0]
             kept = {key: self.features.get((id(module), key)) for key in rule.kept(module)}
 
-            # The model gets a clone; the clone's hook receives dL/d(output) even if the model later
-            # modifies it in place (fair-esm scales q_proj's output in place), and autograd.grad
-            # targets the untouched original, so the backward always passes through the clone.
-            out = output.clone()
-
             def on_grad(g):
-                self._per_sample(mname, module, rule, inp, g, kept)
+                self._per_sample(mname, module, rule, formed, inp, g, kept)
 
+            self.outputs.append(output)   # autograd.grad's targets: dL/d(output) of every hooked layer
+            if id(module) not in self.cloned:
+                # the output's own hook; `modified_in_place` checks afterwards that the model left it alone
+                output.register_hook(on_grad)
+                self.versions.append((id(module), output, output._version))
+                return None
+            # The model gets a clone, whose hook receives dL/d(output) although the model modifies it in
+            # place (fair-esm's unfused attention scales q_proj's output in place); autograd.grad targets the
+            # untouched original, so the backward passes through the clone.
+            out = output.clone()
             out.register_hook(on_grad)
-            self.outputs.append(output)
             return out
         return hook
 
+    def begin_batch(self, batch_size: int | None = None) -> None:
+        """Forget the previous forward's targets and kept activations (call before each forward)."""
+        self.outputs.clear()
+        self.versions.clear()
+        self.features.clear()
+        self.batch_size = batch_size
+
+    def modified_in_place(self) -> set[int]:
+        """Layers whose output the model modified in place after the hook saw it; they are cloned from now on,
+        and the caller reruns the forward (a hooked output changed in place would get a wrong gradient)."""
+        changed = {key for key, out, version in self.versions if out._version != version}
+        self.cloned |= changed
+        return changed
+
     @torch.no_grad()
-    def _per_sample(self, mname, mod, rule, inp, g, kept):
+    def _per_sample(self, mname, mod, rule, formed, inp, g, kept):
         layout = self._batch_first
-        grads = rule.per_sample(mod, layout(mname, inp), layout(mname, g),
-                                {k: layout(mname, v) for k, v in kept.items()})
-        for attr, grad in grads.items():
-            self._deliver(getattr(mod, attr), grad)
+        inp, g, kept = layout(mname, inp), layout(mname, g), {k: layout(mname, v) for k, v in kept.items()}
+        full = formed if self.reductions is None else {a: p for a, p in formed.items() if id(p) in self.tied}
+        if full:
+            grads = rule.per_sample(mod, inp, g, kept)
+            for attr, param in full.items():
+                if attr in grads:
+                    self._deliver_full(param, grads[attr])
+        need = {a: self.reductions[self.names[id(p)]] for a, p in formed.items() if a not in full}
+        if need:
+            for attr, value in rule.reduce(mod, inp, g, kept, need).items():
+                self.consume(self.names[id(formed[attr])], value)
 
 
 def _plan(model, names: dict[int, str]):
-    """(path, module, rule) of every layer that holds a scoped parameter, and how many layers use each one
+    """(path, module, rule) of every layer that holds a scoped parameter, and how many layers form each one
     (tied parameters: more than one); an InputError when a scoped parameter's layer has no rule (Sec. 3.2)."""
     plan, users = [], defaultdict(int)
     for mname, mod in model.named_modules():
@@ -166,8 +202,9 @@ def _plan(model, names: dict[int, str]):
                              f" of {type(mod).__name__} module {mname!r} ({type(rule).__name__} forms only "
                              f"{', '.join(rule.params(mod))})")
         plan.append((mname, mod, rule))
-        for p in held.values():
-            users[id(p)] += 1
+        for p in rule.forms(mod).values():
+            if id(p) in names:
+                users[id(p)] += 1
     return plan, users
 
 

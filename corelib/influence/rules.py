@@ -3,7 +3,9 @@ each rule names the parameters it forms and turns a layer's input and output gra
 gradients g_m of those parameters that Eq. 9 and Eq. 11 are built from.
 
 Activations reach a rule batch-first, (B, ..., C); `PerSampleGradients` (hooks.py) undoes time-first
-layouts, sums tied parameters and checks that every scored parameter has a rule (`rule_for`).
+layouts, sums tied parameters and checks that every scored parameter has a rule (`rule_for`). A consumer that
+needs only Eq. 9's squares or Eq. 11's weighted norms asks `Rule.reduce`, which a rule may form without the
+(B, *shape) gradients (products.py: one batched GEMM per Linear, squared in place).
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from corelib.errors import InputError
+from corelib.influence.products import Reduction, outer_sum
 
 
 class Rule:
@@ -20,6 +23,10 @@ class Rule:
     def params(self, module: nn.Module) -> dict[str, nn.Parameter]:
         """The module's own parameters this rule forms gradients for, by attribute name (Sec. 3.2)."""
         raise NotImplementedError
+
+    def forms(self, module: nn.Module) -> dict[str, nn.Parameter]:
+        """The covered parameters this rule delivers itself; an alias another layer's rule forms is left out (Sec. 3.2)."""
+        return self.params(module)
 
     def kept(self, module: nn.Module) -> dict[str, nn.Module]:
         """Submodules whose forward outputs `per_sample` needs besides the layer's input (Sec. 3.2)."""
@@ -30,10 +37,17 @@ class Rule:
         """Per-sample gradients {attribute: (B, *shape)} from the input and dL/d(output), batch-first (Sec. 3.2)."""
         raise NotImplementedError
 
+    def reduce(self, module: nn.Module, inp: torch.Tensor, grad_out: torch.Tensor, kept: dict[str, torch.Tensor],
+               need: dict[str, Reduction]) -> dict[str, torch.Tensor]:
+        """{attribute: need[attribute] of its per-sample gradients} (Eq. 9 squares or Eq. 11 weighted norms);
+        by default from `per_sample` (Sec. 3.2)."""
+        grads = self.per_sample(module, inp, grad_out, kept)
+        return {attr: red.gradients(grads[attr]) for attr, red in need.items() if attr in grads}
+
 
 def _tokens(x: torch.Tensor) -> torch.Tensor:
-    """(B, T, C) float view of a batch-first activation (B, C) or (B, ..., C)."""
-    return x.reshape(x.shape[0], -1, x.shape[-1]).float()
+    """(B, T, C) view of a batch-first activation (B, C) or (B, ..., C), in its own dtype (no copy)."""
+    return x.reshape(x.shape[0], -1, x.shape[-1])
 
 
 def _present(module: nn.Module, *names: str) -> dict[str, nn.Parameter]:
@@ -50,9 +64,20 @@ class LinearRule(Rule):
     def per_sample(self, module, inp, grad_out, kept):
         """Outer products of output gradients and inputs summed over positions (Sec. 3.2)."""
         a, go = _tokens(inp), _tokens(grad_out)
-        out = {"weight": torch.einsum("bto,bti->boi", go, a)}
+        out = {"weight": outer_sum(go, a)}
         if module.bias is not None:
-            out["bias"] = go.sum(1)
+            out["bias"] = go.float().sum(1)
+        return out
+
+    def reduce(self, module, inp, grad_out, kept, need):
+        """The weight's reduction from inputs and output gradients (one batched GEMM, or T x T Gram products),
+        the bias's from sum_t go_t; only the attributes in `need` are formed (Eq. 9, Eq. 11)."""
+        a, go = _tokens(inp), _tokens(grad_out)
+        out = {}
+        if "weight" in need:
+            out["weight"] = need["weight"].linear(go, a)
+        if "bias" in need and module.bias is not None:
+            out["bias"] = need["bias"].gradients(go.float().sum(1))
         return out
 
 
@@ -107,16 +132,37 @@ class LearnedPositionalEmbeddingRule(EmbeddingRule):
         return (torch.cumsum(mask, dim=1) * mask).long() + module.padding_idx
 
 
+def _decoder_bias_alias(module: nn.Module) -> bool:
+    """True when the head's `bias` is its `decoder` Linear's bias (one Parameter, which LinearRule forms); an
+    InputError when the head has both a decoder bias and another bias of its own (which one its forward adds
+    is not known from the modules alone)."""
+    decoder = getattr(module, "decoder", None)
+    if not isinstance(decoder, nn.Linear) or decoder.bias is None:
+        return False
+    if decoder.bias is module.bias:
+        return True
+    raise InputError(f"{type(module).__name__}: its bias is not its decoder Linear's bias, and the decoder has a "
+                     "bias of its own; no rule knows which one the head adds")
+
+
 class LMHeadBiasRule(Rule):
-    """Hugging Face EsmLMHead: the output bias added after the `decoder` Linear, which LinearRule covers (Sec. 3.2)."""
+    """Hugging Face EsmLMHead / RobertaLMHead: the output bias. EsmLMHead adds it after a bias-free `decoder`
+    Linear (formed here); RobertaLMHead's bias *is* its decoder's bias (tied), which the decoder's LinearRule
+    forms, so this rule then forms nothing (a second delivery would count the bias twice) (Sec. 3.2)."""
 
     def params(self, module):
         """The vocabulary bias (Sec. 3.2)."""
         return {"bias": module.bias}
 
+    def forms(self, module):
+        """The bias, unless it is the decoder Linear's (Sec. 3.2)."""
+        return {} if _decoder_bias_alias(module) else self.params(module)
+
     def per_sample(self, module, inp, grad_out, kept):
-        """sum_t dL/d(logits_t) (Sec. 3.2)."""
-        return {"bias": _tokens(grad_out).sum(1)}
+        """sum_t dL/d(logits_t), or nothing for a decoder's tied bias (Sec. 3.2)."""
+        if _decoder_bias_alias(module):
+            return {}
+        return {"bias": _tokens(grad_out).float().sum(1)}
 
 
 class RobertaLMHeadRule(LMHeadBiasRule):
@@ -127,6 +173,10 @@ class RobertaLMHeadRule(LMHeadBiasRule):
         """bias and the tied projection `weight`; only the bias for heads with a `decoder` Linear (Sec. 3.2)."""
         return super().params(module) if hasattr(module, "decoder") else {"bias": module.bias, "weight": module.weight}
 
+    def forms(self, module):
+        """As `params`, less a bias that is the decoder's (Hugging Face RobertaLMHead) (Sec. 3.2)."""
+        return super().forms(module) if hasattr(module, "decoder") else self.params(module)
+
     def kept(self, module):
         """The layer_norm output, the projection's input (Sec. 3.2)."""
         return {} if hasattr(module, "decoder") else {"features": module.layer_norm}
@@ -135,7 +185,19 @@ class RobertaLMHeadRule(LMHeadBiasRule):
         """bias: sum_t go_t; weight: sum_t go_t h_t^T with h the layer_norm output (Sec. 3.2)."""
         out = super().per_sample(module, inp, grad_out, kept)
         if not hasattr(module, "decoder"):
-            out["weight"] = torch.einsum("btv,btd->bvd", _tokens(grad_out), _tokens(kept["features"]))
+            out["weight"] = outer_sum(_tokens(grad_out), _tokens(kept["features"]))
+        return out
+
+    def reduce(self, module, inp, grad_out, kept, need):
+        """The projection weight's reduction through the Linear path (products.py), the bias's from sum_t go_t."""
+        if hasattr(module, "decoder"):
+            return super().reduce(module, inp, grad_out, kept, need)
+        go = _tokens(grad_out)
+        out = {}
+        if "weight" in need:
+            out["weight"] = need["weight"].linear(go, _tokens(kept["features"]))
+        if "bias" in need:
+            out["bias"] = need["bias"].gradients(go.float().sum(1))
         return out
 
 
@@ -154,6 +216,10 @@ class DecoderBiasAliasRule(Rule):
         if not isinstance(decoder, nn.Linear) or decoder.bias is not bias:
             raise InputError(f"{type(module).__name__}: its bias is not its decoder Linear's bias, so no rule forms it")
         return {"bias": bias}
+
+    def forms(self, module):
+        """Nothing: the decoder's LinearRule forms the tied bias (Sec. 3.2)."""
+        return {}
 
     def per_sample(self, module, inp, grad_out, kept):
         """Nothing: the decoder's LinearRule delivers the (tied) bias (Sec. 3.2)."""

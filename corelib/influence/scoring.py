@@ -42,7 +42,7 @@ from corelib.models.families import torch_load, torch_save
 from corelib.models.masked_lm import MaskedLM, model_name
 from corelib.rundir import open_run
 from corelib.runtime import barrier as _barrier
-from corelib.runtime import dist_context
+from corelib.runtime import choose_device, dist_context, resolve_precision
 from corelib.selection.files import write_scores
 from corelib.training.loop import mean_gradient_norm, train_mlm
 
@@ -77,11 +77,13 @@ class ScoringArguments:
     mask_draws: int | None = None
     reduction: str | None = None
     precision: str | None = None
+    max_tokens_per_batch: int | None = None
     skip_nonfinite: bool = False
     exclude: np.ndarray | None = field(default=None, compare=False)
 
-    def resolved(self, preset: Preset) -> ScoringArguments:
-        """Every None replaced by the preset's value, or by compat mode's fixed recipe (Section 3.2)."""
+    def resolved(self, preset: Preset, device=None) -> ScoringArguments:
+        """Every None replaced by the preset's value, or by compat mode's fixed recipe (Section 3.2); precision
+        "auto" resolved for `device` (bf16 on CUDA, fp32 elsewhere; `corelib.runtime.resolve_precision`)."""
         if self.compat is not None and self.compat not in COMPAT:
             raise InputError(f"unknown compat mode {self.compat!r}; known: {', '.join(COMPAT)}")
         sc = preset.scoring
@@ -91,6 +93,7 @@ class ScoringArguments:
             damping=pick(self.damping, sc.damping), batch_size=pick(self.batch_size, sc.batch_size),
             shard_size=pick(self.shard_size, sc.shard_size), mask_draws=pick(self.mask_draws, sc.mask_draws),
             reduction=pick(self.reduction, sc.reduction), precision=pick(self.precision, preset.precision),
+            max_tokens_per_batch=pick(self.max_tokens_per_batch, sc.max_tokens_per_batch),
             checkpoint=str(self.checkpoint) if self.checkpoint else None,
             exclude=None if self.exclude is None or not len(self.exclude)
             else np.unique(np.asarray(self.exclude, dtype=np.int64)))
@@ -98,7 +101,7 @@ class ScoringArguments:
             recipe = COMPAT[self.compat]
             out = dataclasses.replace(out, scope=recipe["scope"], damping=recipe["damping"], finetune=False,
                                       mask_draws=1, reduction="mean")
-        return out
+        return dataclasses.replace(out, precision=resolve_precision(out.precision, device or "cpu"))
 
     def record(self, fasta: Path, modality: str, preset: Preset) -> dict:
         """The settings run.json records for a resolved run (a resumed run must match them; Section 3.2). Score
@@ -109,7 +112,7 @@ class ScoringArguments:
                     "max_tokens": preset.data.max_tokens, "mask_prob": preset.data.mask_prob,
                     "pool_limit": preset.data.pool_limit, "batch_size": self.batch_size, "shard_size": self.shard_size}
         variants = {"mask_draws": (self.mask_draws, 1), "reduction": (self.reduction, "mean"),
-                    "precision": (self.precision, "fp32")}
+                    "precision": (self.precision, "fp32"), "max_tokens_per_batch": (self.max_tokens_per_batch, None)}
         settings.update({k: v for k, (v, default) in variants.items() if v != default})
         if self.exclude is not None:   # a rerun with another exclusion is refused, like any setting
             settings.update({"excluded": int(self.exclude.size),
@@ -142,7 +145,8 @@ class ScoringRun:
     def sub_batches(self):
         """Masked D_sub batches, masks keyed by the seed (the scoring masks, Sec. 3.2)."""
         return mlm_batches(self.sub_tokens, self.sub_idx, self.args.batch_size, self.net.vocab,
-                           mask_seed=self.preset.seed, mask_prob=self.preset.data.mask_prob)
+                           mask_seed=self.preset.seed, mask_prob=self.preset.data.mask_prob,
+                           max_tokens_per_batch=self.args.max_tokens_per_batch)
 
 
 def run_scoring(fasta, modality: str, out_dir, preset: Preset, args: ScoringArguments | None = None, *,
@@ -152,12 +156,12 @@ def run_scoring(fasta, modality: str, out_dir, preset: Preset, args: ScoringArgu
     folder is read, not rewritten; otherwise the folder is held for the run (`wait`: wait for another run that
     holds it, instead of one line and exit status 2)."""
     args = args if args is not None else ScoringArguments(**fields)
-    done = finished_scores(fasta, modality, out_dir, preset, args)
+    done = finished_scores(fasta, modality, out_dir, preset, args, device=device)
     if done is not None:
         return done
     with open_run(out_dir, wait=wait):
         owner = int(os.environ.get("RANK", "0") or 0) == 0
-        done = finished_scores(fasta, modality, out_dir, preset, args, owner)   # finished while this one waited?
+        done = finished_scores(fasta, modality, out_dir, preset, args, owner, device)   # finished while this one waited?
         if done is not None:
             return done
         run = prepare_run(fasta, modality, out_dir, preset, args, device=device, progress=progress)
@@ -173,14 +177,14 @@ def run_scoring(fasta, modality: str, out_dir, preset: Preset, args: ScoringArgu
 
 
 def finished_scores(fasta, modality: str, out_dir, preset: Preset, args: ScoringArguments,
-                    owner: bool = False) -> Path | None:
+                    owner: bool = False, device=None) -> Path | None:
     """scores.parquet of a finished run of these settings in `out_dir`, found by reading only (so a finished
     folder reruns on read-only media), or None; a finished run of other settings is one InputError (Sec. 3.2)."""
     out_dir = Path(out_dir)
     parquet, record = out_dir / "scores.parquet", out_dir / "run.json"
     if not (parquet.exists() and (out_dir / "scores.json").exists() and record.exists()):
         return None
-    args = args.resolved(preset)
+    args = args.resolved(preset, choose_device(device))
     ignore = ("world_size",) + (("model",) if args.model is None else ())   # None: the checkpoint's, as recorded
     diff = record_settings(record, args.record(Path(fasta).resolve(), modality, preset), ignore=ignore, write=False)
     if diff:
@@ -197,8 +201,8 @@ def prepare_run(fasta, modality: str, out_dir, preset: Preset, args: ScoringArgu
     """Read the inputs (the FASTA, the model, its scope), then check or record the run folder's settings, and draw
     D_sub, the Fisher subset of Eq. 9 (Sec. 3.2): an input that cannot be used leaves no record behind."""
     fasta, out_dir = Path(fasta).resolve(), Path(out_dir)
-    args = (args or ScoringArguments()).resolved(preset)
     rank, world, device = dist_context(device)
+    args = (args or ScoringArguments()).resolved(preset, device)
     store = token_store(fasta, modality, progress=progress and rank == 0)
     net = get_model(modality, args.model, args.checkpoint, seed=preset.seed)
     if args.checkpoint:   # the model that runs is the checkpoint's: a --model that contradicts it is refused
@@ -393,7 +397,8 @@ def _shard_batches(run: ScoringRun, idx: np.ndarray, draw: int):
                                      run.net.vocab, width)
     toks = run.store.gather(idx, run.preset.data.max_tokens)
     return mlm_batches(toks, idx, run.args.batch_size, run.net.vocab, mask_seed=run.preset.seed,
-                       mask_prob=run.preset.data.mask_prob, draw=draw)
+                       mask_prob=run.preset.data.mask_prob, draw=draw,
+                       max_tokens_per_batch=run.args.max_tokens_per_batch)
 
 
 def _score_shard(run: ScoringRun, idx: np.ndarray, fisher: dict, bar):
@@ -415,8 +420,8 @@ def _score_shard(run: ScoringRun, idx: np.ndarray, fisher: dict, bar):
         losses.append(np.array([rows[i][1] for i in order]))
         groups.append(pd.DataFrame([rows[i][2] for i in order]))
     frame = pd.DataFrame({"index": order})
-    frame.insert(0, "id", [run.store.id(i) for i in order])
-    frame.insert(2, "length", run.store.lengths[order])
+    frame.insert(0, "id", run.store.ids_of(order))
+    frame.insert(2, "length", run.store.lengths_of(order))
     frame["score"] = np.mean(per_draw, axis=0)
     frame["loss"] = np.mean(losses, axis=0)
     frame = pd.concat([frame, (sum(groups) / draws).add_prefix("score_")], axis=1)

@@ -31,26 +31,34 @@ def score_file(path) -> Path:
     return path / "scores.parquet" if path.is_dir() else path
 
 
-def read_scores(path) -> tuple[pd.DataFrame, dict]:
-    """Read a score file (or its folder); checks the columns, order and finiteness."""
+def read_scores(path, extra: tuple | list | None = None) -> tuple[pd.DataFrame, dict]:
+    """Read a score file (or its folder); checks the columns, order and finiteness. `extra`: read only the
+    required columns plus these (those the file has), instead of every column (a large pool's table)."""
     path = score_file(path)
     if not path.exists():
         raise InputError(f"{path}: score file not found")
     try:
-        df = pd.read_parquet(path)
+        import pyarrow.parquet as pq
+
+        names = pq.read_schema(path).names
+        missing = [c for c in SCORE_COLUMNS if c not in names]
+        if missing:
+            raise InputError(f"{path}: missing column(s) {', '.join(missing)} (need {', '.join(SCORE_COLUMNS)})")
+        wanted = None if extra is None else [c for c in names if c in SCORE_COLUMNS or c in extra]
+        df = pd.read_parquet(path, columns=wanted)
+    except InputError:
+        raise
     except Exception as exc:  # pyarrow raises several types for a damaged file
         raise InputError(f"{path}: not a readable parquet score file ({type(exc).__name__})") from None
-    missing = [c for c in SCORE_COLUMNS if c not in df.columns]
-    if missing:
-        raise InputError(f"{path}: missing column(s) {', '.join(missing)} (need {', '.join(SCORE_COLUMNS)})")
     if len(df) == 0:
         raise InputError(f"{path}: no scores")
     index = df["index"].to_numpy()
     if index[0] < 0 or (len(index) > 1 and np.any(np.diff(index) <= 0)):
         raise InputError(f"{path}: column 'index' must hold increasing pool positions (an unsorted score file)")
-    bad = ~np.isfinite(df["score"].to_numpy(dtype=float))
+    score = df["score"].to_numpy(dtype=float)
+    bad = ~np.isfinite(score)
     if bad.any():
-        raise InputError(f"{path}: score of id {df['id'][np.argmax(bad)]!r} is NaN/Inf")
+        raise InputError(f"{path}: score of id {df['id'].iat[int(np.argmax(bad))]!r} is NaN/Inf")
     meta_path = path.with_name("scores.json")
     meta = read_json(meta_path, "score file record") if meta_path.exists() else {}
     return df, meta
@@ -86,10 +94,11 @@ def check_pool(path, manifest: dict, fasta, modality: str) -> None:
 
 
 def write_coreset(out_dir, scores: pd.DataFrame, rows: np.ndarray, fasta, modality: str, manifest: dict) -> Path:
-    """Write coreset.fasta (records streamed from the pool, their ids checked against the score file), ids.txt,
-    manifest.json (with the `pool_record` when it has none) and last indices.npy (pool positions), each
-    atomically."""
-    from corelib.data.fasta import read_fasta
+    """Write coreset.fasta (the selected records, found by position in the pool without parsing the others, their
+    ids checked against the score file), ids.txt, manifest.json (with the `pool_record` when it has none) and last
+    indices.npy (pool positions), each atomically. Nothing per pool sequence is held beyond the score table's own
+    columns."""
+    from corelib.data.fasta import records_at
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -97,24 +106,26 @@ def write_coreset(out_dir, scores: pd.DataFrame, rows: np.ndarray, fasta, modali
         manifest = {**manifest, "pool": pool_record(fasta, modality, scores, manifest.get("n_pool"))}
     rows = np.asarray(rows, dtype=np.int64)
     pool_idx = scores["index"].to_numpy()[rows].astype(np.int64)
-    ids = scores["id"].to_numpy()[rows]
-    expect = dict(zip(pool_idx.tolist(), ids.tolist()))
+    ids = scores["id"].iloc[rows].to_numpy(dtype=object)   # only the selected ids become Python strings
+    order = np.argsort(pool_idx, kind="stable")
     first = int(scores["index"].iat[0]), scores["id"].iat[0]
 
     def fasta_out(tmp: Path) -> None:
-        written = 0
+        written, k = 0, 0
         with open(tmp, "w") as fh:
-            for i, rec in enumerate(read_fasta(fasta, modality)):
-                if i == first[0] and rec.id != first[1] or i in expect and rec.id != expect[i]:
+            for i, rec in records_at(fasta, np.append(pool_idx, first[0]), modality):
+                while k < order.size and pool_idx[order[k]] < i:
+                    k += 1
+                chosen = k < order.size and pool_idx[order[k]] == i
+                expect = ids[order[k]] if chosen else first[1]
+                if rec.id != expect:
                     raise InputError(f"{fasta}:{rec.line}: record {rec.id!r} at pool index {i} is not "
-                                     f"{expect.get(i, first[1])!r} of the score file: wrong FASTA for these scores")
-                if i in expect:
+                                     f"{expect!r} of the score file: wrong FASTA for these scores")
+                if chosen:
                     fh.write(f">{rec.id} {rec.description}".rstrip() + f"\n{rec.seq}\n")
                     written += 1
-                    if written == len(expect):
-                        break
-        if written != len(expect):
-            raise InputError(f"{fasta}: holds only {written} of the {len(expect)} selected records")
+        if written != len(rows):
+            raise InputError(f"{fasta}: holds only {written} of the {len(rows)} selected records")
 
     atomic_write(out_dir / "coreset.fasta", fasta_out)
     atomic_write(out_dir / "ids.txt", lambda p: p.write_text("".join(f"{i}\n" for i in ids)))

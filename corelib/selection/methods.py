@@ -51,8 +51,8 @@ def random(n: int, budget, seed: int = 0) -> np.ndarray:
 
 
 def _rank_desc(scores: np.ndarray) -> np.ndarray:
-    """Indices from highest to lowest score; ties broken by lower pool index first."""
-    return np.lexsort((np.arange(scores.size), -scores))
+    """Indices from highest to lowest score; ties broken by lower pool index first (a stable sort of -score)."""
+    return np.argsort(-scores, kind="stable")
 
 
 def top_k(scores, budget) -> np.ndarray:

@@ -53,6 +53,10 @@ class Method:
     default_hard_cutoff = 0.05
     sized = True   # False: the size comes from elsewhere (a reference coreset), not from a budget
 
+    def columns(self, column: str) -> tuple:
+        """Score-file columns it reads beyond id, index, length and score (`column`: the band's)."""
+        return ()
+
     def select(self, r: Request) -> np.ndarray:
         raise NotImplementedError
 
@@ -127,6 +131,10 @@ class Band(Method):
 
     name = "band"
 
+    def columns(self, column):
+        """The banded column."""
+        return (column,)
+
     def select(self, r):
         return methods.loss_band(r.column_values(r.column, self.name), r.budget, seed=r.seed)
 
@@ -147,6 +155,10 @@ class TopKPerToken(Method):
 
     name = "topk-per-token"
 
+    def columns(self, column):
+        """m x I."""
+        return ("token_score",)
+
     def select(self, r):
         return methods.top_k(r.column_values("token_score", self.name), r.budget)
 
@@ -156,6 +168,10 @@ class LossTopK(Method):
 
     name = "loss-topk"
 
+    def columns(self, column):
+        """The MLM loss."""
+        return ("loss",)
+
     def select(self, r):
         return methods.top_k(r.column_values("loss", self.name), r.budget)
 
@@ -164,6 +180,10 @@ class LossBottomK(Method):
     """The k sequences of lowest MLM loss under the reference model."""
 
     name = "loss-bottomk"
+
+    def columns(self, column):
+        """The MLM loss."""
+        return ("loss",)
 
     def select(self, r):
         return methods.bottom_k(r.column_values("loss", self.name), r.budget)
@@ -234,7 +254,7 @@ def select_coreset(scores_path, method: str, out, *, budget=None, rate=None, bud
     from corelib.selection.files import pool_record, read_coreset, read_scores, score_file, write_coreset
 
     chosen = get_method(method)
-    scores, meta = read_scores(scores_path)
+    scores, meta = read_scores(scores_path, extra=chosen.columns(column))   # only the columns the method reads
     fasta = fasta or meta.get("fasta")
     modality = modality or meta.get("modality")
     if not fasta or not modality:

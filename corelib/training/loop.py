@@ -13,27 +13,33 @@ import torch
 from tqdm import tqdm
 
 from corelib.config import TrainingConfig
-from corelib.data.tokens import mlm_batches
+from corelib.data.tokens import length_batches, mlm_batches
 from corelib.errors import InputError
 from corelib.files import read_intermediate
 from corelib.models.families import torch_load, torch_save
 from corelib.models.loss import per_sequence_loss
 from corelib.runtime import autocast
 
-LATER_KNOBS = ("warmup_fraction", "max_steps")   # TrainingConfig fields newer than some checkpoints
+LATER_KNOBS = ("warmup_fraction", "max_steps", "max_tokens_per_batch")   # fields newer than some checkpoints
 
 
-def total_steps(cfg: TrainingConfig, n_sequences: int) -> int:
-    """Optimiser steps of a run (A.3): epochs x batches per epoch, capped at `max_steps`."""
-    steps = cfg.epochs * math.ceil(n_sequences / cfg.batch_size)
+def total_steps(cfg: TrainingConfig, n_sequences: int, lengths=None, seed: int = 0) -> int:
+    """Optimiser steps of a run (A.3): epochs x batches per epoch, capped at `max_steps`. Under a token budget
+    (`max_tokens_per_batch`) the batches of each epoch are counted from the token `lengths` and the epoch's
+    order seed, as `train_mlm` cuts them; without lengths, batch_size sequences per step is the estimate."""
+    if cfg.max_tokens_per_batch is not None and lengths is not None:
+        steps = sum(len(length_batches(lengths, cfg.batch_size, seed=seed + e, max_tokens=cfg.max_tokens_per_batch))
+                    for e in range(cfg.epochs))
+    else:
+        steps = cfg.epochs * math.ceil(n_sequences / cfg.batch_size)
     return min(steps, cfg.max_steps) if cfg.max_steps else steps
 
 
-def warmup_steps(cfg: TrainingConfig, n_sequences: int) -> int:
+def warmup_steps(cfg: TrainingConfig, n_sequences: int, lengths=None, seed: int = 0) -> int:
     """Warm-up steps (A.3): `warmup_fraction` of the run when set (at least 1 unless 0), else `warmup_steps`."""
     if cfg.warmup_fraction is None:
         return cfg.warmup_steps
-    return max(int(cfg.warmup_fraction > 0), round(cfg.warmup_fraction * total_steps(cfg, n_sequences)))
+    return max(int(cfg.warmup_fraction > 0), round(cfg.warmup_fraction * total_steps(cfg, n_sequences, lengths, seed)))
 
 
 def lr_factor(step: int, warmup: int, schedule: str) -> float:
@@ -109,7 +115,8 @@ def train_mlm(model, tokens, indices, cfg: TrainingConfig, device="cpu", *, mask
     model.to(device)
     net = _parallel(model, device, world)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    warmup, last = warmup_steps(cfg, len(tokens)), total_steps(cfg, len(tokens))
+    lengths = [min(len(t), crop or len(t)) for t in tokens] if cfg.max_tokens_per_batch is not None else None
+    warmup, last = warmup_steps(cfg, len(tokens), lengths, seed), total_steps(cfg, len(tokens), lengths, seed)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, warmup, cfg.schedule))
     # a resumed run must match all of it; knobs added later are left out while unset, so older checkpoints resume
     run_config = {**{k: v for k, v in asdict(cfg).items() if v is not None or k not in LATER_KNOBS},
@@ -122,7 +129,8 @@ def train_mlm(model, tokens, indices, cfg: TrainingConfig, device="cpu", *, mask
     while state["epoch"] < cfg.epochs and state["step"] < last:
         epoch = state["epoch"]
         batches = mlm_batches(tokens, indices, cfg.batch_size, model.vocab, mask_seed=1000 * seed + 1 + epoch,
-                              order_seed=seed + epoch, mask_prob=mask_prob, crop=crop)
+                              order_seed=seed + epoch, mask_prob=mask_prob, crop=crop,
+                              max_tokens_per_batch=cfg.max_tokens_per_batch)
         for b, (inputs, labels, _) in enumerate(batches):
             if b < state["batch"]:
                 continue  # resumed mid-epoch: these batches were trained before the kill

@@ -38,7 +38,12 @@ class FairEsm(Family):
     optional_keys = frozenset({"contact_head.regression.weight", "contact_head.regression.bias"})
 
     def prepare(self, net):
-        """fair-esm's attention modules become their SDPA subclass (parameters and names unchanged) (A.2)."""
+        """fair-esm's attention modules become their SDPA subclass (parameters and names unchanged), and their
+        eager path stays unfused: torch's fused attention would read q/k/v's weights without calling the hooked
+        Linear modules (A.2)."""
+        for module in net.modules():
+            if hasattr(module, "enable_torch_version"):
+                module.enable_torch_version = False
         install_attention(net)
 
     def logits(self, model, tokens):
