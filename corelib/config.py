@@ -150,6 +150,14 @@ class DownstreamConfig:
     epochs: int | None = knob(None, "head training epochs (default: Appendix B's)", low=1, optional=True)
     lr: float | None = knob(None, "lr of frozen-encoder heads (default: Appendix B's)", low=0, low_open=True,
                             optional=True)
+    finetune_train: int | None = knob(None, "at most this many train rows (a seeded draw) for the fine-tuned axes "
+                                      "(default: every train row the task loads)", low=1, optional=True)
+    finetune_epochs: int | None = knob(None, "epochs of the fine-tuned axes (default: Appendix B's)", low=1,
+                                       optional=True)
+    finetune_lr: float | None = knob(None, "lr of the fine-tuned axes, encoder and head (default: Appendix B.1's)",
+                                     low=0, low_open=True, optional=True)
+    finetune_batch: int | None = knob(None, "sequences per step of the fine-tuned axes (default: Appendix B's 32)",
+                                      low=1, optional=True)
 
 
 @dataclass(frozen=True)
@@ -259,12 +267,13 @@ def field_names() -> list[str]:
 def _smoke() -> Preset:
     # CPU minutes: a slice of the embedded demo pools, a tiny model, short sequences. A tiny model learns
     # nothing in a few dozen steps at lr 1e-4, so smoke pretrains at 1e-3; downstream heads train a few
-    # epochs at 1e-3 on a slice of each labelled set.
+    # epochs at 1e-3 on a slice of each labelled set; the fine-tuned axes 2 epochs at 1e-3 in batches of 16.
     return Preset(name="smoke").override({
         "data.pool_limit": 256, "data.max_tokens": 130, "finetune.warmup_steps": 2, "pretrain.lr": 1e-3,
         "pretrain.warmup_steps": 10, "pretrain.epochs": 4, "scoring.subset_size": 64, "selection.budget": 24,
         "selection.strata": 10, "seeds": (0, 1, 2), "downstream.train": 160, "downstream.test": 80,
-        "downstream.epochs": 6, "downstream.lr": 1e-3})
+        "downstream.epochs": 6, "downstream.lr": 1e-3, "downstream.finetune_epochs": 2,
+        "downstream.finetune_lr": 1e-3, "downstream.finetune_batch": 16})
 
 
 def _demo() -> Preset:
@@ -274,12 +283,15 @@ def _demo() -> Preset:
     # 10 epochs end 0.15 nats below the unigram entropy), warm-up 1.6% of each run and a fine-tune lr of 0.1 x
     # the pretraining lr (the paper's ratios). Curve arms above 1x get the 1x arm's steps (compute-matched);
     # C2's 10x arm runs under both protocols. One scoring draw serves all seeds (see the README's demo section).
+    # The fine-tuned downstream axes (Appendix B.1's protocol) get a few CPU seconds per cell and seed: 256 train
+    # rows, 3 epochs in batches of 8 at the pretraining lr (96 steps; Appendix B: every row, 30 epochs of 32, 1e-4).
     return Preset(name="demo", model="tiny").override({
         "data.rna_pool": "rna_full", "data.protein_pool": "protein_full", "data.pool_limit": 100_000,
         "data.max_tokens": 130, "pretrain.lr": 3e-3, "pretrain.warmup_fraction": 0.016, "finetune.lr": 3e-4,
         "finetune.warmup_fraction": 0.016, "scoring.subset_size": 1000, "selection.budget": 0.99,
         "grid.budgets": (1, 3, 10), "grid.curve_protocol": "steps", "grid.reference_epochs": 1,
-        "grid.scoring_draws": 1, "downstream.epochs": 10, "downstream.lr": 1e-3})
+        "grid.scoring_draws": 1, "downstream.epochs": 10, "downstream.lr": 1e-3, "downstream.finetune_train": 256,
+        "downstream.finetune_epochs": 3, "downstream.finetune_batch": 8, "downstream.finetune_lr": 3e-3})
 
 
 def _paper() -> Preset:

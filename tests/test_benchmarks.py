@@ -115,7 +115,11 @@ def test_placed_benchmarks_join_the_downstream_evaluation(tmp_path, monkeypatch)
     ev = evaluate_encoder(build_model("rna", "tiny"), "rna", preset, tasks={"Modif", "CRI-On", "DistMap", "RBP"})
     df = ev.metrics
     primary = {(t, m) for t, m, p in zip(df["task"], df["metric"], df["primary"]) if p}
-    assert primary == {("Modif", "AUC"), ("CRI-On", "SC"), ("DistMap", "R2"), ("RBP", "ACC")}
+    base = {("Modif", "AUC"), ("CRI-On", "SC"), ("DistMap", "R2"), ("RBP", "ACC")}
+    axes = {(f"{t} ({v})", m) for t, m in base for v in ("fine-tuned", "+composition")
+            if (t, v) not in {("DistMap", "fine-tuned"), ("DistMap", "+composition"), ("RBP", "fine-tuned")}}
+    assert primary == base | axes                                       # B.1's fine-tuned tasks, sequence tasks'
+    #                                                                     incremental probes: their own axes
     got = {(t, m) for t, m in zip(df["task"], df["metric"])}
     assert got >= {("CRI-On", "MSE"), ("DistMap", "SC"), ("DistMap", "MAE"), ("DistMap", "MSE"), ("RBP", "AUC"),
                    ("RBP", "AUPR")}                                     # the paper's other columns, secondary

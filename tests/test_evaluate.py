@@ -77,7 +77,10 @@ def test_every_task_has_one_primary_metric_among_its_scores():
                     "DistMap/rna": "R2", "RBP/rna": "ACC", "Bin/protein": "ACC", "Loc/protein": "ACC",
                     "SS/protein": "ACC", "Contact/protein": "L/5", "Aff/protein": "SC"}
     assert "Contact" not in [t.name for t in TASKS["rna"]]      # same labels as SecStruct: secondary rows only
-    assert set(table["probe"]) == {"probe:pooled-linear", "probe:residue-linear", "probe:attention-apc"}
+    assert set(table["probe"]) == {"probe:pooled-linear", "probe:residue-linear", "probe:attention-apc+onehot-pair"}
+    sequence = table[table["level"] == "sequence"]   # every sequence task has its incremental probe
+    assert sequence["variants"].str.contains(r"\+composition").all()
+    assert set(table[table["variants"].str.contains("fine-tuned")]["task"]) == {"TypeCls", "Modif", "CRI-On", "Loc"}
     assert _task("SS").baseline == "composition:onehot-window" and _task("Contact").min_separation == 6
 
 

@@ -1,6 +1,6 @@
 """corelib.evaluation probes, baselines and intrinsic loss: APC by hand, the layer chosen on the valid split,
 per-item tables that reproduce the metrics, a k-mer baseline that learns k-mer presence and nothing else,
-an untrained encoder's attention probe against the one-hot pair baseline on real rna_ss, fixed-mask MLM loss."""
+fixed-mask MLM loss (the comparison axes and the pair probe against its baseline: test_downstream_axes.py)."""
 from __future__ import annotations
 
 import numpy as np
@@ -12,8 +12,8 @@ from sklearn import metrics as skm
 
 from corelib.config import get_preset
 from corelib.data import get_vocab, mlm_mask, tokenize
-from corelib.evaluation import TASKS, Evaluation, Task, TaskData, evaluate_baselines, evaluate_encoder, score
-from corelib.evaluation.baselines import kmer_features, pair_onehot, window_features
+from corelib.evaluation import TASKS, Evaluation, Task, TaskData, evaluate_encoder, score
+from corelib.evaluation.composition import kmer_features, pair_onehot, window_features
 from corelib.evaluation.features import apc_at, forward_features, symmetric_apc
 from corelib.evaluation.intrinsic import family_losses, heldout_mlm_loss, masked_entropy, masked_residues
 from corelib.evaluation.probes import probe_sequences
@@ -141,7 +141,7 @@ def test_evaluation_tables_follow_the_interface():
     assert list(ev.metrics.columns) == ["task", "metric", "value", "seed", "primary", "protocol"]
     assert list(ev.items.columns) == ["task", "item", "num", "den", "seed"]
     prim = ev.primary_metrics().set_index("task")
-    assert sorted(prim.index) == ["SecStruct", "TypeCls"]                       # one primary per task
+    assert sorted(prim.index) == ["SecStruct", "TypeCls", "TypeCls (+composition)", "TypeCls (fine-tuned)"]
     assert prim.loc["TypeCls", "metric"] == "ACC" and prim.loc["SecStruct", "metric"] == "F1"
     assert not ev.metrics.query("task == 'Contact'")["primary"].any()           # RNA contact: secondary
     assert set(ev.metrics["seed"]) == set(ev.items["seed"]) == {3}
@@ -182,19 +182,6 @@ def test_composition_features_by_hand():
     assert w[0, 0 * 6 + 5] == 1 and w[0, 1 * 6 + a] == 1 and w[0, 2 * 6 + c] == 1   # outside, A, C
     p = pair_onehot(t, "rna", np.array([0]), np.array([3])).toarray()[0]
     assert p.sum() == 2 and p[a * 5 + a] == 1 and p[25 + 3] == 1                   # (A, A); |i - j| = 3 -> bin 3
-
-
-@pytest.mark.slow
-def test_untrained_attention_probe_is_not_above_the_one_hot_pair_baseline_on_rna_ss():
-    """Measured (demo preset, model "small", seed 0): base-pair F1 untrained 2.3 vs one-hot pair baseline 6.4;
-    here a smaller slice and the tiny model."""
-    preset = get_preset("smoke", {"downstream.train": 120, "downstream.test": 60})
-    untrained = evaluate_encoder(build_model("rna", "tiny", seed=0), "rna", preset, seed=0, tasks={"SecStruct"})
-    base = evaluate_baselines("rna", preset, seed=0, tasks={"SecStruct"})
-    f1 = {name: ev.primary_metrics().set_index("task").loc["SecStruct", "value"]
-          for name, ev in (("untrained", untrained), ("baseline", base))}
-    assert base.metrics["protocol"].eq("composition:onehot-pair").all()
-    assert f1["untrained"] <= f1["baseline"], f1
 
 
 # ----------------------------------------------------------------------------- intrinsic

@@ -36,6 +36,16 @@ def test_protocols_follow_appendix_b():
                if k in ("localization", "ss_protein", "affinity"))
 
 
+def test_fine_tuned_axis_trains_the_encoder_as_appendix_b1_does():
+    from corelib.evaluation.heads import FINETUNE_LR, finetuned
+
+    assert finetuned(PROTOCOLS["typecls"]) == PROTOCOLS["typecls"]               # B.1 fine-tunes it already
+    assert finetuned(PROTOCOLS["modif"]).lr == 5e-5                              # B.1's own lr kept
+    loc = finetuned(PROTOCOLS["localization"])                                   # B.2 freezes: B.1's fine-tune
+    assert loc == Protocol("sequence", "mlp2", True, "ce", 50, FINETUNE_LR, 32, 0.01) and FINETUNE_LR == 1e-4
+    assert loc.scaled(3, 3e-3, 8) == Protocol("sequence", "mlp2", True, "ce", 3, 3e-3, 8, 0.01)
+
+
 def test_sequence_head_with_fine_tuning_learns_a_motif_and_leaves_the_encoder_untouched():
     tokens, y = _motif_task()
     encoder = build_model("rna", "tiny", seed=0)

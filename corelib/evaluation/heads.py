@@ -26,9 +26,10 @@ class Protocol:
     batch_size: int = 32
     weight_decay: float = 0.01
 
-    def scaled(self, epochs: int | None = None, lr: float | None = None) -> Protocol:
-        """The same protocol with a preset's epochs / learning rate (None keeps the appendix value)."""
-        return replace(self, epochs=epochs if epochs is not None else self.epochs, lr=lr if lr is not None else self.lr)
+    def scaled(self, epochs: int | None = None, lr: float | None = None, batch_size: int | None = None) -> Protocol:
+        """The same protocol with a preset's epochs / learning rate / batch size (None keeps the appendix value)."""
+        return replace(self, epochs=epochs if epochs is not None else self.epochs, lr=lr if lr is not None else self.lr,
+                       batch_size=batch_size if batch_size is not None else self.batch_size)
 
 PROTOCOLS = {
     "typecls": Protocol("sequence", "linear", True, "ce", 30, 1e-4),        # B.1 RNA type classification
@@ -43,6 +44,15 @@ PROTOCOLS = {
     "contact_protein": Protocol("pair", "pair", False, "bce", 50, 1e-5),    # contacts, as B.2's frozen heads
     "affinity": Protocol("sequence", "mlp2", False, "mse", 50, 1e-5),       # B.2 PPI affinity (pair pooled)
 }
+
+FINETUNE_LR = 1e-4   # B.1: the learning rate of the fine-tuned tasks (TypeCls, CRI-On; Modif 5e-5)
+
+
+def finetuned(protocol: Protocol) -> Protocol:
+    """Appendix B.1's protocol for a task: its head with the whole encoder fine-tuned; a protocol B gives with a
+    frozen encoder (B.2's localisation) is fine-tuned as B.1 does, at B.1's learning rate (FINETUNE_LR)."""
+    return protocol if protocol.finetune_encoder else replace(protocol, finetune_encoder=True, lr=FINETUNE_LR)
+
 
 PAIR_DIM = 16
 

@@ -40,6 +40,12 @@ class Evaluation:
         return cls(pd.concat([p.metrics for p in parts], ignore_index=True)[METRIC_COLUMNS],
                    pd.concat([p.items for p in parts], ignore_index=True)[ITEM_COLUMNS])
 
+    def renamed(self, task: str, name: str) -> Evaluation:
+        """Section 4.2: the rows of `task` (metrics and items) under the task name `name` (e.g. a baseline's rows
+        copied to a comparison axis of the task)."""
+        return Evaluation(self.metrics[self.metrics["task"] == task].assign(task=name).reset_index(drop=True),
+                          self.items[self.items["task"] == task].assign(task=name).reset_index(drop=True))
+
     def primary_metrics(self) -> pd.DataFrame:
         """Section 4.2: the primary metric rows only (one per task)."""
         return self.metrics[self.metrics["primary"]].reset_index(drop=True)

@@ -3,7 +3,7 @@ valid / test rows, tokens, labels and item ids; every protocol (probes, composit
 hands its test outputs to `TaskData.finish`, which scores them and returns the `Evaluation` rows."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -61,6 +61,19 @@ class TaskData:
             ids = part["id"].astype(str).tolist() if "id" in part.columns else [f"{split}:{i}" for i in part.index]
             splits[split] = Split(toks, labels, ids)
         return cls(task, modality, seed, classes, splits)
+
+    def variant(self, name: str) -> TaskData:
+        """The same data under the task's comparison axis `name` (`Task.variant`): its rows are named after it."""
+        return replace(self, task=self.task.variant(name))
+
+    def train_rows(self, limit: int | None, seed: int) -> Split:
+        """At most `limit` rows of the train split, drawn with `seed` (in their order); all of them if None."""
+        part = self.train
+        if limit is None or len(part.tokens) <= limit:
+            return part
+        keep = np.sort(np.random.default_rng(seed).choice(len(part.tokens), size=limit, replace=False))
+        labels = np.asarray(part.labels)[keep] if self.task.level == "sequence" else [part.labels[i] for i in keep]
+        return Split([part.tokens[i] for i in keep], labels, [part.ids[i] for i in keep])
 
     @property
     def train(self) -> Split:
