@@ -132,7 +132,6 @@ def _pretrain(args) -> int:
 def _experiment(args) -> int:
     from corelib.experiment.claims import gate_line, summarize, verdicts
     from corelib.experiment.grid import evaluate_cells, pretrain_cells, pretraining_summary
-    from corelib.report.docs import curve_figure
     from corelib.report.figures import plot_pruning_curve
     from corelib.report.output import save_table, savefig
     from corelib.report.tables import save_experiment_tables
@@ -156,11 +155,11 @@ def _experiment(args) -> int:
         paths = save_experiment_tables(summary, verdicts(summary), preset.name, modality)
         entropy = summary.attrs["grid"].entropy.get("all")
         pretraining = pretraining_summary(histories, entropy).drop(columns=["seconds", "tokens_per_s"])  # machine-free
-        paths += save_table(pretraining, f"05_{preset.name}_{modality}_pretraining")
+        paths += save_table(pretraining, f"05_{modality}_pretraining", preset.name)
         for path in paths:
             print(f"{modality}: {path}")
         fig = plot_pruning_curve(summary, f"{modality}, {preset.name} preset", preset.grid.curve_protocol)
-        print(f"{modality}: {savefig(fig, curve_figure(preset.name, modality).removesuffix('.png'))}")
+        print(f"{modality}: {savefig(fig, f'05_pruning_curve_{modality}', preset.name)}")
         print(f"{modality}: {gate_line(summary)}")
     return 0
 

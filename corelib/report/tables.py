@@ -136,18 +136,17 @@ def save_experiment_tables(summary: pd.DataFrame, verdicts: pd.DataFrame, preset
     claim, method and comparison: advantage, Holm-adjusted interval, p-values, verdict) and _heldout (the
     held-out MLM loss per source family and its gap to the unigram entropy)."""
     numbers, text = experiment_table(summary)
-    name = f"05_{preset}_{modality}_table"
-    csv, md = output_path(name, ".csv"), output_path(name, ".md")
+    csv, md = output_path(f"05_{modality}_table", ".csv", preset), output_path(f"05_{modality}_table", ".md", preset)
     numbers.to_csv(csv, index=False)
     md.write_text(text.to_markdown(index=False) + "\n")
     paths = [csv, md]
     shown = verdicts.drop(columns=[c for c in ("statement", "seeds") if c in verdicts.columns])
-    vcsv, vmd = save_table(shown, f"05_{preset}_{modality}_verdicts")
+    vcsv, vmd = save_table(shown, f"05_{modality}_verdicts", preset)
     gate, note = verdicts.attrs.get("gate", ""), verdicts.attrs.get("note", "")
     below = [line for line in (gate, note if note not in gate else "") if line]
     if below:   # the gate line, and why there are no verdicts where it does not say, under the table
         vmd.write_text(vmd.read_text() + "".join(f"\n{line}\n" for line in below))
     paths += [vcsv, vmd]
     if "section" in summary.columns and (summary["section"] == "heldout").any():
-        paths += list(save_table(heldout_table(summary), f"05_{preset}_{modality}_heldout"))
+        paths += list(save_table(heldout_table(summary), f"05_{modality}_heldout", preset))
     return paths
