@@ -435,7 +435,7 @@ def plot_pruning_curve(summary: pd.DataFrame, title: str = "", protocol: str = "
             edge = method_style(row["arm"]).colour if isinstance(row["arm"], str) else ROLES["edge"]
             err = np.abs(np.array([[row["value"] - row["lo"]], [row["hi"] - row["value"]]], dtype=float))
             ax.errorbar([row["x"]], [row["value"]], yerr=np.nan_to_num(err), ls="none", color=edge, capsize=2, zorder=3)
-            ax.plot([row["x"]], [row["value"]], ls="none", marker=style.marker, ms=7, mfc=style.colour, mec=edge,
+            ax.plot([row["x"]], [row["value"]], ls="none", marker=style.marker, ms=7, color=style.colour, mec=edge,
                     zorder=4, label=row["method"] + (" (same epochs)" if row["method"] == "Random 10x" else ""))
         held = task.startswith("held-out")
         lines = []
@@ -458,7 +458,7 @@ def plot_pruning_curve(summary: pd.DataFrame, title: str = "", protocol: str = "
             ax.set_xlim(min(sizes) / 10 ** 0.25, max(sizes) * 10 ** 0.25)
         ax.set_xlabel("sequences pretrained on" + (" (log scale; rows at one size set side by side)" if log else ""),
                       fontsize=9)
-        ax.set_ylabel(part["metric"].iat[0], fontsize=9)
+        ax.set_ylabel("nats per masked token" if held else part["metric"].iat[0], fontsize=9)
         ax.set_title(f"{task}: {part['metric'].iat[0]}" + (" (lower is better)" if lower else ""), fontsize=9)
         ax.tick_params(labelsize=SMALL)
     for ax in axes.flat[len(panels):]:

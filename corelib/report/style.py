@@ -41,11 +41,11 @@ METHODS: dict[str, Style] = {
     "Full pool": Style("#000000", "*"),
     "Composition": Style("#bcbd22", "h"),
     # notebook 03's other selectors
-    "bottom-k": Style("#e377c2", "<"),
+    "bottom-k": Style("#7b4173", "<"),
     "loss bottom-k": Style("#98df8a", ">"),
     "length-stratified": Style("#8c564b", "p"),
     "length-matched": Style("#c49c94", "8"),
-    "cluster-capped": Style("#008080", "d"),
+    "cluster-capped": Style("#637939", "d"),
 }
 ALIASES = {"Baseline": "Composition", "loss top-k": "Loss top-k",
            **{f"{arm} {m}x": f"{arm} {m}x (same steps)" for arm in ("Random", "Top I", "CCI") for m in (3, 10)
