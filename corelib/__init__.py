@@ -33,7 +33,7 @@ _WHERE = {
     "pretrain_pool": "corelib.training",       # pretraining from scratch (A.3/A.4)
     "evaluate_encoder": "corelib.evaluation",  # downstream tasks (Section 4.2, Appendix B)
     "GridRun": "corelib.experiment",           # the Tables 1-3 grid of a preset and modality
-    "savefig": "corelib.report",               # figures/NN_name.png
+    "savefig": "corelib.report",               # figures/NN_<preset>_name.png
 }
 __all__ = sorted(_WHERE)
 

@@ -1,4 +1,4 @@
-"""corelib.report: figures land in figures/NN_name.png with fixed metadata; tables round-trip as CSV + Markdown."""
+"""corelib.report: figures land in figures/NN_<preset>_name.png with fixed metadata; tables round-trip as CSV + Markdown."""
 from __future__ import annotations
 
 import matplotlib
@@ -27,24 +27,29 @@ def test_savefig_writes_named_png_with_fixed_metadata_and_same_bytes_twice(root,
         ax.plot([0, 1], [1, 0])
         return fig
 
-    path = savefig(draw(), "07_line")
+    path = savefig(draw(), "07_line", "smoke")
     first = path.read_bytes()
-    assert path == root / "figures" / "07_line.png"
+    assert path == root / "figures" / "07_smoke_line.png"   # the preset after the notebook number
     assert Image.open(path).info["Software"] == f"corelib {__version__}"
     monkeypatch.setenv("CORELIB_FIGURES", str(root / "elsewhere"))   # the one setting that redirects figures
-    assert savefig(draw(), "07_line") == root / "elsewhere" / "07_line.png"
+    assert savefig(draw(), "07_line", "smoke") == root / "elsewhere" / "07_smoke_line.png"
     monkeypatch.delenv("CORELIB_FIGURES")
-    assert savefig(draw(), "07_line").read_bytes() == first
+    assert savefig(draw(), "07_line", "smoke").read_bytes() == first
+    demo = savefig(draw(), "07_line", "demo")                        # another preset: another file, the first kept
+    assert demo.name == "07_demo_line.png" and path.read_bytes() == first
 
 
-def test_names_must_carry_the_notebook_number(root):
+def test_names_must_carry_the_notebook_number_and_a_plain_preset(root):
     with pytest.raises(InputError):
-        savefig(plt.figure(), "line")
+        savefig(plt.figure(), "line", "smoke")
+    with pytest.raises(InputError):
+        save_table(pd.DataFrame({"a": [1]}), "07_table", "../smoke")
 
 
 def test_table_round_trips_through_csv_and_markdown(root):
     df = pd.DataFrame({"method": ["Random", "CCI"], "acc": [0.5, 0.75]})
-    csv, md = save_table(df, "05_table")
+    csv, md = save_table(df, "05_table", "smoke")
+    assert csv.name == "05_smoke_table.csv" and md.name == "05_smoke_table.md"
     pd.testing.assert_frame_equal(pd.read_csv(csv), df)
     assert "| CCI" in md.read_text() and "0.75" in md.read_text()
 

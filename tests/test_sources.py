@@ -25,6 +25,17 @@ def test_manifest_describes_the_committed_file(name):
         assert (pool["source"] == src["name"]).sum() == src["sequences"]
 
 
+@pytest.mark.parametrize("name", ["rna_demo", "protein_demo"])
+def test_manifest_sources_counts_what_the_pool_file_holds(name):
+    from corelib.data import manifest_sources
+
+    table = manifest_sources(name).set_index("source")
+    pool = load_pool(name, table["modality"].iat[0])
+    assert table["sequences"].to_dict() == pool["source"].value_counts().to_dict()
+    assert table["families"].to_dict() == pool.groupby("source")["family"].nunique().to_dict()
+    assert table["share"].sum() == pytest.approx(1.0)
+
+
 def test_verify_accepts_committed_files_and_rejects_a_changed_one(tmp_path, monkeypatch):
     from corelib.data import LABELLED
 

@@ -58,7 +58,9 @@ from corelib.data.labelled import (
 )
 from corelib.data.manifests import (
     dataset_path,
+    file_of,
     load_manifest,
+    manifest_sources,
     manifests_dir,
     verify_datasets,
 )
@@ -87,4 +89,4 @@ from corelib.data.tokens import (
     tokenize,
 )
 
-__all__ = ['TokenStore', 'pool_size', 'store_root', 'token_store', 'MODALITIES', 'RNA_LETTERS', 'PROTEIN_LETTERS', 'RNA_STANDARD', 'PROTEIN_STANDARD', 'Record', 'normalize', 'read_fasta', 'check_fasta', 'gc_content', 'Vocab', 'get_vocab', 'mlm_mask', 'pad_batch', 'length_batches', 'count_pool', 'gather_tokens', 'tokenize', 'mlm_batches', 'full_sequence_batches', 'residue_entropy', 'PACKAGES', 'BLAST_PKGS', 'RRNA_DIR', 'INFERNAL_DIR', 'INFERNAL_FAMILIES', 'fetch_packages', 'MAX_RESIDUES', 'id_key', 'clean_rows', 'source_readers', 'manifests_dir', 'load_manifest', 'dataset_path', 'verify_datasets', 'DATASETS', 'select_demo', 'write_fasta_gz', 'pool_manifest', 'load_pool', 'summarize_pool', 'join_pool', 'mmseqs_binary', 'mmseqs_clusters', 'LABELLED', 'TYPE_CLASSES', 'COMPARTMENTS', 'MEMBRANE', 'PER_CLASS', 'PER_FAMILY_SS', 'STRUCT_CHAINS', 'WINDOW', 'STRUCTURE_DB', 'split_of', 'wuss_pairs', 'to_dotbracket', 'read_structure_db', 'dssp3', 'ca_coordinates', 'contact_map', 'heldout_sequences', 'build_labelled', 'load_labelled', 'near_duplicates', 'leakage_report', 'SPLITS', 'Benchmark', 'read_modification', 'read_crispr_on', 'read_distance_map', 'read_rbp', 'read_ppi_affinity', 'BENCHMARKS', 'benchmark_folder', 'load_benchmark', 'build_dataset']
+__all__ = ['TokenStore', 'pool_size', 'store_root', 'token_store', 'MODALITIES', 'RNA_LETTERS', 'PROTEIN_LETTERS', 'RNA_STANDARD', 'PROTEIN_STANDARD', 'Record', 'normalize', 'read_fasta', 'check_fasta', 'gc_content', 'Vocab', 'get_vocab', 'mlm_mask', 'pad_batch', 'length_batches', 'count_pool', 'gather_tokens', 'tokenize', 'mlm_batches', 'full_sequence_batches', 'residue_entropy', 'PACKAGES', 'BLAST_PKGS', 'RRNA_DIR', 'INFERNAL_DIR', 'INFERNAL_FAMILIES', 'fetch_packages', 'MAX_RESIDUES', 'id_key', 'clean_rows', 'source_readers', 'manifests_dir', 'load_manifest', 'manifest_sources', 'file_of', 'dataset_path', 'verify_datasets', 'DATASETS', 'select_demo', 'write_fasta_gz', 'pool_manifest', 'load_pool', 'summarize_pool', 'join_pool', 'mmseqs_binary', 'mmseqs_clusters', 'LABELLED', 'TYPE_CLASSES', 'COMPARTMENTS', 'MEMBRANE', 'PER_CLASS', 'PER_FAMILY_SS', 'STRUCT_CHAINS', 'WINDOW', 'STRUCTURE_DB', 'split_of', 'wuss_pairs', 'to_dotbracket', 'read_structure_db', 'dssp3', 'ca_coordinates', 'contact_map', 'heldout_sequences', 'build_labelled', 'load_labelled', 'near_duplicates', 'leakage_report', 'SPLITS', 'Benchmark', 'read_modification', 'read_crispr_on', 'read_distance_map', 'read_rbp', 'read_ppi_affinity', 'BENCHMARKS', 'benchmark_folder', 'load_benchmark', 'build_dataset']

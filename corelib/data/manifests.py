@@ -68,3 +68,15 @@ def verify_datasets() -> list[str]:
                              f"({man['sha256'][:12]}...); rebuild with: {man['build_command']}")
         done.append(f"{man['name']}: {man['sequences']} sequences, sha256 ok")
     return done
+
+
+def manifest_sources(name: str):
+    """A pool as its manifest records it, one row per source (Section 4 pools; the full builds included, built
+    here or not): sequences, families and each source's share of the pool."""
+    import pandas as pd
+
+    man = load_manifest(name)
+    out = pd.DataFrame([{"modality": man["modality"], "pool": man["name"], "source": s["name"],
+                         "sequences": int(s["sequences"]), "families": len(s.get("families", {}))}
+                        for s in man["sources"]])
+    return out.assign(share=out["sequences"] / out["sequences"].sum())

@@ -409,7 +409,6 @@ class GridRun:
         CLI's `experiment` and notebook 05 both call this."""
         from corelib.experiment.audit import write_bundle
         from corelib.layout import figures_dir
-        from corelib.report.docs import curve_figure
         from corelib.report.figures import plot_pruning_curve
         from corelib.report.output import save_table, savefig
         from corelib.report.tables import save_experiment_tables
@@ -420,9 +419,9 @@ class GridRun:
         paths = save_experiment_tables(summary, verdicts(summary), name, m)
         paths += write_bundle(summary.attrs["grid"], raw, {"entropy": self.heldout.entropy,
                                                            "weights": self.heldout.weights}, figures_dir(), name)
-        paths += save_table(self.accounting(), f"05_{name}_{m}_pretraining")   # machine-free columns only
+        paths += save_table(self.accounting(), f"05_{m}_pretraining", name)   # machine-free columns only
         fig = plot_pruning_curve(summary, f"{m}, {name} preset", self.preset.grid.curve_protocol)
-        paths.append(savefig(fig, curve_figure(name, m).removesuffix(".png")))
+        paths.append(savefig(fig, f"05_pruning_curve_{m}", name))
         return paths
 
     def accounting(self) -> pd.DataFrame:

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from corelib.config import repo_root
+from corelib.report.output import output_name
 
 COMMAND = "python -m corelib.report.docs"
 MODALITIES = ("rna", "protein")
@@ -88,8 +89,9 @@ that the pipeline runs end to end, and say nothing about the claims.
 
 
 def curve_figure(preset: str, modality: str) -> str:
-    """The file name of a grid's pruning-rate curve (the demo's is figures/05_pruning_curve_<modality>.png)."""
-    return f"05_pruning_curve_{modality}.png" if preset == "demo" else f"05_{preset}_pruning_curve_{modality}.png"
+    """The file name of a grid's pruning-rate curve, figures/05_<preset>_pruning_curve_<modality>.png (as
+    `savefig(fig, "05_pruning_curve_<modality>", preset)` writes it)."""
+    return f"{output_name(f'05_pruning_curve_{modality}', preset)}.png"
 
 
 def _title(preset: str) -> str:

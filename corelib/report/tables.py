@@ -165,17 +165,17 @@ def save_experiment_tables(summary: pd.DataFrame, verdicts: pd.DataFrame, preset
     every comparison; the Markdown: `verdict_markdown`) and _heldout (the held-out MLM loss per source and its gap
     to the entropy of the masked residues)."""
     numbers, text = experiment_table(summary)
-    name = f"05_{preset}_{modality}_table"
-    csv, md = output_path(name, ".csv"), output_path(name, ".md")
+    csv, md = output_path(f"05_{modality}_table", ".csv", preset), output_path(f"05_{modality}_table", ".md", preset)
     numbers.to_csv(csv, index=False)
     md.write_text(text.to_markdown(index=False) + "\n\nEach cell: mean over seeds [95% interval over seeds and test "
                   "items, clipped to the metric's range: 0-100 for percentages]; ↓ lower is better; the last row says "
                   "whether a task's probe entered the claims.\n")
     paths = [csv, md]
-    vcsv, vmd = output_path(f"05_{preset}_{modality}_verdicts", ".csv"), output_path(f"05_{preset}_{modality}_verdicts", ".md")
+    vcsv = output_path(f"05_{modality}_verdicts", ".csv", preset)
+    vmd = output_path(f"05_{modality}_verdicts", ".md", preset)
     rounded(verdicts.drop(columns=[c for c in ("statement",) if c in verdicts.columns])).to_csv(vcsv, index=False)
     vmd.write_text(verdict_markdown(verdicts))
     paths += [vcsv, vmd]
     if "section" in summary.columns and (summary["section"] == "heldout").any():
-        paths += list(save_table(heldout_table(summary), f"05_{preset}_{modality}_heldout"))
+        paths += list(save_table(heldout_table(summary), f"05_{modality}_heldout", preset))
     return paths
