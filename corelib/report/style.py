@@ -34,6 +34,11 @@ METHODS: dict[str, Style] = {
     # C3 and the score variants
     "Top I (w/o ft)": Style("#17becf", "v"),
     "CCI (w/o ft)": Style("#a6611a", "v"),
+    # the residue budget (C1 and C3 with each set cut to the Random arm's residues): the arm's hue, marker ">"
+    "Top I (residues)": Style("#0b4f80", ">"),
+    "CCI (residues)": Style("#c25a00", ">"),
+    "Top I (w/o ft, residues)": Style("#0e8c99", ">"),
+    "CCI (w/o ft, residues)": Style("#6f3d10", ">"),
     "Top I per token": Style("#393b79", "^"),
     "Loss top-k": Style("#2ca02c", "P"),
     # reference rows
