@@ -13,7 +13,8 @@ from torch import nn
 
 from corelib.data import get_vocab, load_pool, mlm_batches, tokenize
 from corelib.errors import InputError
-from corelib.influence import PerSampleGradients, diagonal_fisher, scope_params, self_influence
+from corelib.influence import diagonal_fisher, self_influence
+from corelib.influence.hooks import PerSampleGradients, scope_params
 from corelib.influence.rules import RULES, DecoderBiasAliasRule, LinearRule, find_rule
 from corelib.models import (
     MODEL_PRESETS,

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from corelib.errors import InputError
-from corelib.influence import PerSampleGradients
+from corelib.influence.hooks import PerSampleGradients
 from corelib.influence.rules import (
     RULES,
     EmbeddingRule,
