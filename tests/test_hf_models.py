@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from corelib.data import get_vocab, load_pool, mlm_batches, tokenize
+from corelib.data.tokens import pad_batch
 from corelib.errors import InputError
 from corelib.influence import diagonal_fisher, self_influence
 from corelib.influence.hooks import PerSampleGradients, scope_params
@@ -43,11 +44,7 @@ def _net(modality, preset):
 def _tokens(modality):
     v = get_vocab(modality)
     seqs = ["ACGUACGUNNACGU", "GGGAAACCCU"] if modality == "rna" else ["MKTLLVLAVL", "MSTNPKPQRKTK"]
-    rows = [v.encode(s) for s in seqs]
-    out = torch.full((len(rows), max(len(r) for r in rows)), v.pad)
-    for i, r in enumerate(rows):
-        out[i, : len(r)] = torch.from_numpy(r)
-    return out
+    return torch.from_numpy(pad_batch([v.encode(s) for s in seqs], v.pad))
 
 
 # ----------------------------------------------------------------------------- presets
