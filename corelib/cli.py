@@ -12,11 +12,9 @@ import json
 import sys
 
 from corelib.config import NONE, Number, get_preset, knobs
+from corelib.data.fasta import MODALITIES
 from corelib.errors import InputError, write_fault
 from corelib.errors import OneLineParser as _Parser
-
-MODALITIES = ["rna", "protein"]
-
 
 ALIASES = {"pretrain.epochs": "--epochs"}   # short names a verb exposes for a field of a shared class
 
@@ -83,7 +81,7 @@ def _data(args) -> int:
 
 
 def _select(args) -> int:
-    from corelib.selection.registry import select_coreset
+    from corelib.selection.strategies import select_coreset
 
     out, n_rows, n_pool = select_coreset(args.scores, args.method, args.out, budget=args.budget, rate=args.rate,
                                          budget_tokens=args.budget_tokens, like=args.like, fasta=args.fasta, modality=args.modality, seed=args.seed,
@@ -94,7 +92,7 @@ def _select(args) -> int:
 
 
 def _diagnose(args) -> int:
-    from corelib.influence.diagnostics import write_diagnostics
+    from corelib.influence.score_checks import write_diagnostics
 
     out = write_diagnostics(args.scores, args.out, other=args.other, budget=args.budget, sample=args.sample,
                             device=args.device or "cpu")
@@ -254,7 +252,7 @@ def _data_parser(sub) -> None:
 
 
 def _select_parser(sub) -> None:
-    from corelib.selection.registry import METHODS
+    from corelib.selection.strategies import METHODS
 
     s = sub.add_parser("select", help="select a coreset from a score file (Section 3.3, Algorithm 1)")
     s.add_argument("--scores", required=True, help="DIR/scores.parquet (or DIR)")

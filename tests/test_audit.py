@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from corelib.experiment import Shape, summarize, synthetic_grid, verdicts
+from corelib.experiment import summarize, verdicts
 from corelib.experiment.audit import read_bundle, verify, write_bundle
+from corelib.experiment.calibration import Shape, synthetic_grid
 from corelib.report.tables import save_experiment_tables
 
 

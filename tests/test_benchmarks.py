@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from corelib.data import (
+from corelib.data.benchmarks import (
     BENCHMARKS,
     load_benchmark,
     read_crispr_on,

@@ -10,7 +10,8 @@ import pytest
 from corelib import selection
 from corelib.data import dataset_path, load_pool, read_fasta
 from corelib.files import sha256_file
-from corelib.selection import read_coreset, read_scores, write_scores
+from corelib.selection import read_scores
+from corelib.selection.files import read_coreset, write_scores
 
 
 @pytest.fixture

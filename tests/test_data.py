@@ -8,7 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from corelib.data import get_vocab, length_batches, mlm_mask, pad_batch, read_fasta
+from corelib.data import get_vocab, mlm_mask, read_fasta
+from corelib.data.tokens import length_batches, pad_batch
 from corelib.errors import InputError
 
 

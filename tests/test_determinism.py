@@ -147,7 +147,7 @@ def test_pretraining_gives_the_same_weights_on_one_core_and_on_two():
 
 PROBE = """
 from corelib.config import get_preset
-from corelib.evaluation import probe_encoder
+from corelib.evaluation.probes import probe_encoder
 from corelib.models import build_model
 cfg = get_preset("smoke")
 m = probe_encoder(build_model("protein", cfg.model, seed=0), "protein", cfg, seed=0, device="cpu", tasks=["SS"]).metrics

@@ -11,7 +11,7 @@ from scipy.stats import spearmanr
 from corelib.config import get_preset
 from corelib.data import get_vocab, load_pool, mlm_mask, tokenize
 from corelib.influence import run_scoring
-from corelib.influence.diagnostics import curvature_sweep, length_decile_rates, spearman_brown
+from corelib.influence.score_checks import curvature_sweep, length_decile_rates, spearman_brown
 from corelib.models import build_model, per_sequence_loss
 
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from corelib.errors import InputError
-from corelib.evaluation import TASKS, Task, TaskData, evaluate_encoder, registry, score
+from corelib.evaluation import TASKS, Task, TaskData, evaluate_encoder, registry
 from corelib.evaluation.kinds import MIN_LOOP, decode_pairs, pair_density
-from corelib.evaluation.scoring import score_task
+from corelib.evaluation.results import score, score_task
 
 
 def _task(name):

@@ -117,7 +117,8 @@ def test_per_sample_gradient_matrix_gives_unused_parameters_zero_columns(scope):
     """fair-esm's contact head gets no gradient from the MLM loss: its columns are zeros (as its diag F is,
     Eq. 9), and every other column equals autograd's per-sequence gradient."""
     from corelib.data import mlm_batches, tokenize
-    from corelib.influence import diagonal_fisher, per_sample_gradient_matrix, scope_params
+    from corelib.influence import diagonal_fisher, per_sample_gradient_matrix
+    from corelib.influence.hooks import scope_params
     from corelib.models import build_model, per_sequence_loss
 
     model = build_model("protein", "tiny", seed=9)

@@ -12,9 +12,10 @@ import pytest
 
 from corelib.config import get_preset
 from corelib.evaluation.intrinsic import HELDOUT_MASK_SEED
-from corelib.experiment import CELLS, GridRun, cell_size, cells, summarize, verdicts
+from corelib.experiment import GridRun, summarize, verdicts
 from corelib.experiment import grid as experiment
 from corelib.experiment import heldout as held_mod
+from corelib.experiment.grid import CELLS, cell_size, cells
 from corelib.layout import slug
 
 

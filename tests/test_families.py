@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from corelib.data import get_vocab
+from corelib.data.tokens import pad_batch
 from corelib.errors import InputError
 from corelib.models import FAMILIES, MaskedLM, ModelSpec, build_model, get_family, load_checkpoint
 
@@ -48,11 +49,7 @@ def _shake_norms(net: torch.nn.Module, seed: int = 0) -> None:
 def _tokens(modality: str) -> torch.Tensor:
     v = get_vocab(modality)
     seqs = ["ACGUACGUNNACGU", "GGGAAACCCU"] if modality == "rna" else ["MKTLLVLAVLAQ", "MSTNPKPQ"]
-    rows = [v.encode(s) for s in seqs]
-    out = torch.full((len(rows), max(len(r) for r in rows)), v.pad)
-    for i, r in enumerate(rows):
-        out[i, : len(r)] = torch.from_numpy(r)
-    return out
+    return torch.from_numpy(pad_batch([v.encode(s) for s in seqs], v.pad))
 
 
 def _get(net, path: str):

@@ -12,8 +12,10 @@ import torch
 from torch import nn
 
 from corelib.data import get_vocab, load_pool, mlm_batches, tokenize
+from corelib.data.tokens import pad_batch
 from corelib.errors import InputError
-from corelib.influence import PerSampleGradients, diagonal_fisher, scope_params, self_influence
+from corelib.influence import diagonal_fisher, self_influence
+from corelib.influence.hooks import PerSampleGradients, scope_params
 from corelib.influence.rules import RULES, DecoderBiasAliasRule, LinearRule, find_rule
 from corelib.models import (
     MODEL_PRESETS,
@@ -42,11 +44,7 @@ def _net(modality, preset):
 def _tokens(modality):
     v = get_vocab(modality)
     seqs = ["ACGUACGUNNACGU", "GGGAAACCCU"] if modality == "rna" else ["MKTLLVLAVL", "MSTNPKPQRKTK"]
-    rows = [v.encode(s) for s in seqs]
-    out = torch.full((len(rows), max(len(r) for r in rows)), v.pad)
-    for i, r in enumerate(rows):
-        out[i, : len(r)] = torch.from_numpy(r)
-    return out
+    return torch.from_numpy(pad_batch([v.encode(s) for s in seqs], v.pad))
 
 
 # ----------------------------------------------------------------------------- presets

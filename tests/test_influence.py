@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from corelib.data import get_vocab, load_pool, mlm_batches, tokenize
-from corelib.influence import diagonal_fisher, resolve_damping, scope_params, self_influence
+from corelib.influence import diagonal_fisher, self_influence
+from corelib.influence.fisher import resolve_damping
+from corelib.influence.hooks import scope_params
 from corelib.models import MaskedLM, build_model, get_family, per_sequence_loss
 
 DAMPING = 1e-3
@@ -225,7 +227,7 @@ def test_damping_auto_is_a_tenth_of_the_mean_fisher_entry():
 
 def test_unknown_scope_and_unsupported_parameters_are_refused():
     from corelib.errors import InputError
-    from corelib.influence import PerSampleGradients
+    from corelib.influence.hooks import PerSampleGradients
 
     model = build_model("rna", "tiny")
     with pytest.raises(InputError, match="unknown scope"):

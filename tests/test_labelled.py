@@ -12,21 +12,20 @@ from scipy.spatial.distance import cdist
 from sklearn.linear_model import LogisticRegression
 
 from corelib.config import cache_dir
-from corelib.data import (
+from corelib.data import load_labelled, load_pool
+from corelib.data.labelled import (
     LABELLED,
     STRUCTURE_DB,
+    _project,
     build_labelled,
     ca_coordinates,
     contact_map,
     dssp3,
-    load_labelled,
-    load_pool,
-    manifests_dir,
     read_structure_db,
     to_dotbracket,
     wuss_pairs,
 )
-from corelib.data.labelled import _project
+from corelib.data.manifests import manifests_dir
 from corelib.evaluation.metrics import pairs_from_dotbracket
 from corelib.files import sha256_file
 
@@ -167,7 +166,7 @@ def test_build_from_debian_packages_reproduces_the_committed_labelled_file(name,
 
 @pytest.mark.apt
 def test_near_duplicates_counts_a_one_letter_variant_and_not_an_unrelated_sequence():
-    from corelib.data import near_duplicates
+    from corelib.data.labelled import near_duplicates
 
     rng = np.random.default_rng(1)
     pool = ["".join(rng.choice(list("ACDEFGHIKLMNPQRSTVWY"), 120)) for _ in range(20)]

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from corelib.models import load_checkpoint
-from corelib.training import lr_factor
+from corelib.training.loop import lr_factor
 
 ENV = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
 
@@ -94,7 +94,7 @@ def _cli(*args):
 
 
 def test_pretraining_reads_a_coreset_folder(tmp_path, cli):
-    from corelib.selection import write_scores
+    from corelib.selection.files import write_scores
 
     pool = pd.DataFrame({"id": [f"s{i}" for i in range(4)], "index": range(4), "length": 4, "score": [1.0, 2, 3, 4]})
     fasta = tmp_path / "pool.fa"

@@ -12,11 +12,12 @@ from sklearn import metrics as skm
 
 from corelib.config import get_preset
 from corelib.data import get_vocab, mlm_mask, tokenize
-from corelib.evaluation import TASKS, Evaluation, Task, TaskData, evaluate_encoder, score
+from corelib.evaluation import TASKS, Evaluation, Task, TaskData, evaluate_encoder
 from corelib.evaluation.composition import kmer_features, pair_onehot, window_features
 from corelib.evaluation.features import apc_at, forward_features, symmetric_apc
 from corelib.evaluation.intrinsic import family_losses, heldout_mlm_loss, masked_entropy, masked_residues
 from corelib.evaluation.probes import probe_sequences
+from corelib.evaluation.results import score
 from corelib.evaluation.task_data import Split
 from corelib.models import build_model, per_sequence_loss
 

@@ -75,7 +75,8 @@ def test_paper_tables_are_transcribed_consistently_with_their_bold_marks():
 
 
 def test_paper_style_table_marks_best_and_second_like_the_paper(root):
-    from corelib.report import paper_results, paper_style_table, save_paper_table
+    from corelib.report import paper_results, save_paper_table
+    from corelib.report.tables import paper_style_table
 
     numbers, marks = paper_style_table(paper_results(1))
     assert marks.loc[("CCI", "0.2M"), "TypeCls ACC"] == "best" and marks.loc[("Top I", "0.2M"), "TypeCls ACC"] == "second"
@@ -99,15 +100,16 @@ def test_paper_style_table_shows_the_spread_over_seeds(root):
 
 
 def test_data_sizes_are_written_as_in_the_paper():
-    from corelib.report import size_label
+    from corelib.report.tables import size_label
 
     assert [size_label(n) for n in (0, 24, 4730, 200_000, 23_000_000, 2_780_000_000)] == \
         ["0", "24", "4.73k", "200k", "23M", "2.78B"]
 
 
 def test_experiment_tables_show_mean_interval_gates_verdicts_and_the_heldout_loss(root):
-    from corelib.experiment import NoiseModel, Shape, summarize, synthetic_grid, verdicts
-    from corelib.report import save_experiment_tables
+    from corelib.experiment import summarize, verdicts
+    from corelib.experiment.calibration import NoiseModel, Shape, synthetic_grid
+    from corelib.report.tables import save_experiment_tables
 
     grid = synthetic_grid(Shape(3, {"Aff": 30, "Bin": 20}, 12), seed=1, effect=3.0)
     grid.cache.clear()
@@ -152,7 +154,8 @@ def test_experiment_tables_show_mean_interval_gates_verdicts_and_the_heldout_los
 
 
 def test_pruning_curve_lines_and_points(root):
-    from corelib.experiment import Shape, summarize, synthetic_grid
+    from corelib.experiment import summarize
+    from corelib.experiment.calibration import Shape, synthetic_grid
     from corelib.report.figures import curve_arm, plot_pruning_curve
 
     assert [curve_arm(n, "steps") for n in ("Random", "Top I 3x (same steps)", "CCI 10x (same steps)", "Random 10x",

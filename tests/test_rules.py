@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from corelib.errors import InputError
-from corelib.influence import PerSampleGradients
+from corelib.influence.hooks import PerSampleGradients
 from corelib.influence.rules import (
     RULES,
     EmbeddingRule,
@@ -29,8 +29,8 @@ def _loss(out: torch.Tensor) -> torch.Tensor:
     return (torch.sin(out) * w).flatten(1).sum(1)
 
 
-def _rule_grads(module, x):
-    """The module's rule applied to its batch input and dL/d(output) from one backward of sum_b loss_b."""
+def _backward(module, x):
+    """The module's rule, dL/d(output) from one backward of sum_b loss_b, and the sub-module outputs it keeps."""
     rule = rule_for(module, "m")
     kept = {}
     handles = [sub.register_forward_hook(lambda m, i, o, key=key: kept.__setitem__(key, o))
@@ -39,6 +39,12 @@ def _rule_grads(module, x):
     for h in handles:
         h.remove()
     (g,) = torch.autograd.grad(_loss(out).sum(), out)
+    return rule, g, kept
+
+
+def _rule_grads(module, x):
+    """The module's rule applied to its batch input and dL/d(output) from one backward of sum_b loss_b."""
+    rule, g, kept = _backward(module, x)
     with torch.no_grad():
         return rule.per_sample(module, x, g, kept)
 
@@ -158,14 +164,7 @@ def test_an_uncovered_layer_is_a_one_line_input_error_naming_it():
 # ----------------------------------------------------------------------------- reductions (Eq. 9, Eq. 11)
 def _rule_reduce(module, x, need):
     """The rule's reductions of the batch (as the hooks ask for them) from one backward of sum_b loss_b."""
-    rule = rule_for(module, "m")
-    kept = {}
-    handles = [sub.register_forward_hook(lambda m, i, o, key=key: kept.__setitem__(key, o))
-               for key, sub in rule.kept(module).items()]
-    out = module(x)
-    for h in handles:
-        h.remove()
-    (g,) = torch.autograd.grad(_loss(out).sum(), out)
+    rule, g, kept = _backward(module, x)
     with torch.no_grad():
         return rule.reduce(module, x, g, kept, need)
 

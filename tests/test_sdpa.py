@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from corelib.data import load_pool, mlm_batches, pad_batch, tokenize
+from corelib.data import load_pool, mlm_batches, tokenize
+from corelib.data.tokens import pad_batch
 from corelib.errors import InputError
 from corelib.models import MODEL_PRESETS, build_model, get_family, per_sequence_loss
 

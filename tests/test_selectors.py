@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from corelib.errors import InputError
-from corelib.selection import length_matched, select_coreset, select_indices, within_tokens
+from corelib.selection import select_coreset, select_indices
+from corelib.selection.methods import length_matched, within_tokens
 
 RNG = np.random.default_rng(7)
 N = 300

@@ -6,7 +6,9 @@ import shutil
 import pytest
 import yaml
 
-from corelib.data import DATASETS, build_dataset, dataset_path, load_pool, manifests_dir, verify_datasets
+from corelib.data import build_dataset, dataset_path, load_pool, verify_datasets
+from corelib.data.manifests import manifests_dir
+from corelib.data.pools import DATASETS
 from corelib.errors import InputError
 from corelib.files import sha256_file
 
@@ -37,7 +39,7 @@ def test_manifest_sources_counts_what_the_pool_file_holds(name):
 
 
 def test_verify_accepts_committed_files_and_rejects_a_changed_one(tmp_path, monkeypatch):
-    from corelib.data import LABELLED
+    from corelib.data.labelled import LABELLED
 
     full = [p for p in manifests_dir().glob("*.yaml") if yaml.safe_load(p.read_text()).get("location") == "cache"]
     assert len(full) == 2 and len(verify_datasets()) == len(DATASETS) + len(LABELLED) + len(full)

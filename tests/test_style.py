@@ -24,7 +24,7 @@ from matplotlib.patches import Patch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from corelib.config import PRESETS, get_preset  # noqa: E402
-from corelib.experiment import cells  # noqa: E402
+from corelib.experiment.grid import cells  # noqa: E402
 from corelib.report import figures as F  # noqa: E402
 from corelib.report import savefig  # noqa: E402
 from corelib.report.output import MAX_WIDTH_PX, MIN_FONT_PT, legibility_problems  # noqa: E402

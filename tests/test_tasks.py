@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from corelib.data import pad_batch, tokenize
-from corelib.evaluation import PROTOCOLS, Protocol, metrics, train_head
-from corelib.evaluation.heads import DownstreamModel, Head, predict, residue_states
+from corelib.data import tokenize
+from corelib.data.tokens import pad_batch
+from corelib.evaluation import metrics
+from corelib.evaluation.heads import PROTOCOLS, DownstreamModel, Head, Protocol, predict, residue_states, train_head
 from corelib.models import build_model
 
 

@@ -71,7 +71,7 @@ def main(argv=None) -> int:
             figures = scale_benchmark(a.pool, a.score_n, a.select_rows, work=a.work, model=a.model or "tiny",
                                       seed=a.seed, threads=a.threads)
         else:
-            from corelib.bench.scoring import report, scoring_benchmark
+            from corelib.bench.throughput import report, scoring_benchmark
 
             figures = scoring_benchmark(a.model or "small", a.n, a.batch_size, a.max_tokens, a.device, a.rss_n,
                                         official_n=a.official_n, official_batch=a.official_batch,

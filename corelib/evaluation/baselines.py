@@ -20,7 +20,7 @@ from corelib.evaluation.composition import BLOCK_K, WINDOW, kmer_candidates, pai
 from corelib.evaluation.features import pair_pool, upper_pairs
 from corelib.evaluation.probes import probe_pairs, probe_residues, probe_sequences
 from corelib.evaluation.registry import INCREMENTAL, VARIANTS, select_tasks
-from corelib.evaluation.scoring import Evaluation
+from corelib.evaluation.results import Evaluation
 from corelib.evaluation.task_data import SPLITS, TaskData
 
 BASELINE_CELL = "Composition"

@@ -1,7 +1,7 @@
 """Label kinds of the downstream tasks (Section 4.2, Appendix B), one small class each and registered by name as
 `corelib.influence.rules` registers layer rules: what one label belongs to (sequence, residue or pair), how labels
 are read from a labelled table, which linear probe fits them, how a fitted probe's outputs are read, and how
-test outputs become the task's metrics and the per-item table of its primary metric (`scoring.score`).
+test outputs become the task's metrics and the per-item table of its primary metric (`results.score`).
 
 Per-item decompositions of the primary metrics (all in %, higher is better), so that primary == num.sum() /
 den.sum() and verdicts can resample test items:

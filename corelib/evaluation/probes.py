@@ -37,7 +37,7 @@ from corelib.evaluation.composition import BLOCK_K, kmer_candidates, pair_onehot
 from corelib.evaluation.features import fingerprint, probe_layers, split_features
 from corelib.evaluation.kinds import as_float64
 from corelib.evaluation.registry import INCREMENTAL, VARIANTS, Task, select_tasks
-from corelib.evaluation.scoring import Evaluation
+from corelib.evaluation.results import Evaluation
 from corelib.evaluation.task_data import SPLITS, TaskData
 
 STRENGTHS = (0.01, 0.1, 1.0)     # C (inverse L2 strength) first tried on valid by the sequence probes ...

@@ -2,7 +2,7 @@
 ONE primary (claim-bearing) metric each task has, which probe scores an encoder on it and which
 composition baseline it is compared with, plus the train / valid / test data of a task.
 
-Every primary metric is higher-is-better and is a ratio of per-item sums (`scoring.score`), so a
+Every primary metric is higher-is-better and is a ratio of per-item sums (`results.score`), so a
 verdict can resample test items. Secondary metrics are reported with `primary=False`.
 
 A task may add comparison axes of its own (VARIANTS), each named "<task> (<variant>)" with the task's primary

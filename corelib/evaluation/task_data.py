@@ -10,7 +10,7 @@ import numpy as np
 from corelib.data.tokens import tokenize
 from corelib.evaluation.kinds import pair_density
 from corelib.evaluation.registry import Task, table_of
-from corelib.evaluation.scoring import Evaluation, Scored, evaluation, score
+from corelib.evaluation.results import Evaluation, Scored, evaluation, score
 
 SPLITS = ("train", "valid", "test")
 VALID_SHARE = 0.15   # of the train rows, for a set without a valid split

@@ -1,5 +1,5 @@
 """Downstream tasks on the embedded labelled sets (Section 4.2, Appendix B): the registry (one primary
-metric per task, corelib.evaluation.registry), scoring with per-item tables (scoring), and one call that
+metric per task, corelib.evaluation.registry), scoring with per-item tables (results), and one call that
 scores an encoder on all of them: linear / attention probes by default (probes), with each task's comparison
 axes (its incremental probe, and for the tasks that have it the "fine-tuned" axis: Appendix B's protocol, the
 whole encoder trained with the task's head), and Appendix B's trained heads as a secondary protocol
@@ -11,7 +11,7 @@ from corelib.errors import InputError
 from corelib.evaluation.heads import PROTOCOLS, finetuned, predict, train_head
 from corelib.evaluation.probes import probe_encoder
 from corelib.evaluation.registry import FINETUNED, VARIANTS, select_tasks
-from corelib.evaluation.scoring import Evaluation
+from corelib.evaluation.results import Evaluation
 from corelib.evaluation.task_data import TaskData
 
 EVALUATION_PROTOCOLS = ("probe", "heads")

@@ -222,7 +222,7 @@ class GridRun:
         """Pool indices of a cell's coreset at seed `seed`, drawn from the pool less the held-out slice and written
         once to its coreset folder (Section 3.3); the scores are those of scoring draw `draw_of(seed)`."""
         from corelib.selection.files import read_coreset, read_scores, write_coreset
-        from corelib.selection.registry import select_indices
+        from corelib.selection.strategies import select_indices
 
         out = self.layout.coreset(self.modality, cell.name, seed)
         if (out / "indices.npy").exists():

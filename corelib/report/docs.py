@@ -16,10 +16,11 @@ import sys
 from pathlib import Path
 
 from corelib.config import repo_root
+from corelib.data.fasta import MODALITIES
 from corelib.report.output import output_name
 
 COMMAND = "python -m corelib.report.docs"
-MODALITIES = ("rna", "protein")
+
 PRESET_ORDER = ("demo", "smoke", "paper")   # presets with tables are shown in this order, any others after
 OUR_TABLE = re.compile(r"^05_(?P<preset>[a-z0-9]+)_(?P<modality>rna|protein)_(?P<kind>table|verdicts|pretraining)\.md$")
 PRETRAINING = re.compile(r"^04_(?P<preset>[a-z0-9]+)_pretraining\.md$")

@@ -22,7 +22,7 @@ from corelib.models.checkpoints import get_model, load_checkpoint
 from corelib.rundir import output_file
 from corelib.selection.diagnostics import jaccard
 from corelib.selection.files import read_scores
-from corelib.selection.registry import select_indices
+from corelib.selection.strategies import select_indices
 
 
 def spearman_brown(a, b) -> float:
