@@ -50,8 +50,9 @@ with scores from the reference model as is (*w/o ft*), Top I on the per-token sc
 model). Each value is the mean over the seeds and, in brackets, its 95% interval over seeds and test items; the
 *gate* row says whether a task's probe is informative (Full pool beats Raw and the composition row). Verdict
 tables: per claim, method and baseline, the advantage (+ = the method is better), the Holm-adjusted interval and
-the verdict; under each, the *gate line*: where the Random arm's held-out MLM loss ended against the unigram
-entropy (verdicts need it at least 0.1 nats below).
+the verdict, with `seeds` and `mde` (the difference it had 80% power to detect); under each, the *gate line*:
+where the Random arm's masked-only held-out MLM loss ended against the entropy of the masked residues (verdicts
+need it at least 0.1 nats below).
 
 **The demo miniature (no tables here).** `python -m corelib experiment --preset demo` measures the masked-only
 MLM loss on held-out MMseqs2 clusters against the entropy of the masked residues, the loss of a model that reads
