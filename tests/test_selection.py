@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from corelib import selection as sel
+from corelib.selection import diagnostics, methods
 
 
 # ----------------------------------------------------------------------------- Algorithm 1 by hand
@@ -42,12 +43,12 @@ def test_cci_strata_smaller_than_their_share_pass_the_rest_on():
 def test_cci_negative_scores_keep_the_top_example_reachable():
     scores = np.array([-5.0, -4.0, -3.0, -2.0, -1.0])
     assert sel.cci(scores, 5, hard_cutoff=0.0, strata=2).tolist() == [0, 1, 2, 3, 4]
-    assert (sel.stratum_of(scores, 2) == [0, 0, 1, 1, 1]).all()   # [-5, -3) and [-3, -1]
+    assert (methods.stratum_of(scores, 2) == [0, 0, 1, 1, 1]).all()   # [-5, -3) and [-3, -1]
 
 
 def test_cci_all_equal_scores_form_one_stratum():
     scores = np.full(10, 2.5)
-    assert (sel.stratum_of(scores, 50) == 0).all()
+    assert (methods.stratum_of(scores, 50) == 0).all()
     picked = sel.cci(scores, 4, hard_cutoff=0.0, strata=50, seed=3)
     assert picked.size == 4 and len(set(picked)) == 4
 
@@ -56,7 +57,7 @@ def test_every_example_lies_in_exactly_one_stratum():
     rng = np.random.default_rng(0)
     for _ in range(50):
         s = np.round(rng.normal(size=rng.integers(1, 300)) * rng.choice([1e-6, 1, 1e6]), 2)
-        sid = sel.stratum_of(s, 7)
+        sid = methods.stratum_of(s, 7)
         assert sid.min() >= 0 and sid.max() <= 6 and sid[np.argmax(s)] == (6 if np.ptp(s) > 0 else 0)
 
 
@@ -127,7 +128,7 @@ def test_rate_is_the_pruning_rate_alpha():
     s = np.arange(1000.0)
     assert sel.cci(s, 0.9, hard_cutoff=0.05).size == 100          # m = n (1 - alpha)
     assert sel.top_k(s, 0.99).tolist() == list(range(990, 1000))
-    assert sel.resolve_budget(1000, 100.0) == 100
+    assert methods.resolve_budget(1000, 100.0) == 100
 
 
 # ----------------------------------------------------------------------------- Top-k and friends
@@ -145,7 +146,7 @@ def test_length_stratified_keeps_the_length_distribution():
 
 def test_loss_band_excludes_both_tails():
     v = np.arange(1000.0)
-    picked = sel.loss_band(v, 100, lower=0.1, upper=0.9, seed=0)
+    picked = methods.loss_band(v, 100, lower=0.1, upper=0.9, seed=0)
     assert picked.size == 100 and v[picked].min() >= 99.9 and v[picked].max() <= 899.1
 
 
@@ -210,15 +211,15 @@ def test_jaccard_overlap_and_clumping():
     m = sel.overlap_matrix({"a": [1, 2], "b": [2, 3]})
     assert m.loc["a", "a"] == 1.0 and m.loc["a", "b"] == pytest.approx(1 / 3)
     s = np.random.default_rng(0).normal(size=1000)
-    assert sel.clumping(s, sel.top_k(s, 100)) == 1.0
-    assert sel.clumping(s, sel.random(1000, 100, seed=0)) < 0.35
+    assert diagnostics.clumping(s, sel.top_k(s, 100)) == 1.0
+    assert diagnostics.clumping(s, sel.random(1000, 100, seed=0)) < 0.35
 
 
 def test_composition_and_distribution_shift():
     labels = np.array(["x"] * 90 + ["y"] * 10)
-    comp = sel.composition(labels, np.arange(80, 100))
+    comp = diagnostics.composition(labels, np.arange(80, 100))
     assert comp.set_index("label").loc["y", "picked"] == 0.5 and comp.set_index("label").loc["y", "pool"] == 0.1
-    shift = sel.distribution_shift(np.arange(100.0), np.arange(50, 100))
+    shift = diagnostics.distribution_shift(np.arange(100.0), np.arange(50, 100))
     assert shift["picked_mean"] == 74.5 and shift["ks"] == pytest.approx(0.5)
 
 
