@@ -24,6 +24,7 @@ import pandas as pd
 
 from corelib.config import Preset
 from corelib.errors import InputError
+from corelib.evaluation.baselines import BASELINE_CELL
 from corelib.experiment.claims import LOWER_IS_BETTER, Grid, gate_line, summarize, verdicts
 from corelib.experiment.heldout import Heldout, copies_in, ensure_heldout, heldout_windows, weighted_heldout
 from corelib.files import atomic_write, record_settings
@@ -391,7 +392,7 @@ class GridRun:
         base_items = cat(base_i, ["seed", "task", "item", "num", "den"])
         ev = _evaluation()
         if len(base_metrics):
-            base_metrics, base_items = _baseline_rows(base_metrics, base_items, getattr(ev, "BASELINE_CELL", "Baseline"))
+            base_metrics, base_items = _baseline_rows(base_metrics, base_items, BASELINE_CELL)
         lower = {t.name: getattr(t, "primary", "") in LOWER_IS_BETTER for t in getattr(ev, "TASKS", {}).get(self.modality, [])}
         raw = cat(losses, ["cell", "seed", "item", "family", "num", "den"])
         losses, entropy = weighted_heldout(raw, self.heldout.entropy, self.heldout.weights)
