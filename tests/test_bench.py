@@ -55,6 +55,8 @@ def test_scale_run_builds_scores_and_selects_at_each_size(tmp_path, capsys):
     stores = [TokenStore(p) for size in (6, 60) for p in (tmp_path / f"tokens_{size}").iterdir()]
     assert [len(s) for s in stores] == [6, 60]
     assert len(pd.read_parquet(tmp_path / "scores_20" / "scores.parquet")) == 20
+    assert len(pd.read_parquet(tmp_path / "scores_2_pool_6" / "scores.parquet")) == 2   # the tenth, from the tenth
+    assert "| score --scope lm_head.dense | pool |" in text and "| sequences scored |" in text
     coreset = (tmp_path / "select_1000" / "coreset" / "ids.txt").read_text().split()
     table = pd.read_parquet(tmp_path / "select_1000" / "scores.parquet")
     assert len(coreset) == 10 and set(coreset) <= set(table["id"]) and np.all(np.diff(table["index"]) == 1)

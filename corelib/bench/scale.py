@@ -7,7 +7,8 @@ Three stages of the pipeline at the sizes users have, each in a fresh process wh
    replacement from the full build (`rna_full`) when it is built here, else from the embedded demo pool,
    with ids made unique (`<id>_r<k>`);
 2. `python -m corelib score --scope lm_head.dense` on the first `score_n` sequences of that pool (preset demo:
-   the tiny model, 130 tokens, D_sub 1,000 with its one-epoch fine-tune);
+   the tiny model, 130 tokens, D_sub 1,000 with its one-epoch fine-tune), and its tenth from the pool at a
+   tenth, so that growth with the pool (same sequences scored) and with the sequences scored show apart;
 3. `python -m corelib select --method cci --rate 0.99` over a synthetic score table of `select_rows` rows, whose
    pool FASTA holds as many short real fragments (24 nt) so that the coreset FASTA can be written.
 """
@@ -87,9 +88,10 @@ def write_selection_pool(folder: Path, rows: int, seed: int = 0, chunk: int = 1 
     return folder
 
 
-def _stage(name: str, argv: list[str], env: dict, size: int) -> dict:
+def _stage(name: str, argv: list[str], env: dict, size: int, pool: int) -> dict:
     out = measured_process(argv, env)
-    return {"stage": name, "size": size, "wall_s": round(out["wall_s"], 1), "peak_rss_mb": round(out["peak_rss_mb"]),
+    return {"stage": name, "size": size, "pool": pool, "wall_s": round(out["wall_s"], 1),
+            "peak_rss_mb": round(out["peak_rss_mb"]),
             "command": " ".join(["python", *argv]) if argv[0] == "-m" else "python -c <token_store(...)>"}
 
 
@@ -114,15 +116,15 @@ def scale_benchmark(pool: int = 2_000_000, score_n: int = 100_000, select_rows: 
                     f"progress=False); print(len(s))")
             shutil.rmtree(stores[size], ignore_errors=True)
             figures["stages"].append(_stage("token store build", ["-c", code],
-                                            {**env, "CORELIB_TOKENS": str(stores[size])}, size))
-        big = root / f"pool_{pool}.fa"
-        for n in (score_n // 10, score_n):
-            out = root / f"scores_{n}"
+                                            {**env, "CORELIB_TOKENS": str(stores[size])}, size, size))
+        for size, n in ((pool // 10, score_n // 10), (pool, score_n // 10), (pool, score_n)):
+            out = root / (f"scores_{n}" if size == pool else f"scores_{n}_pool_{size}")
             shutil.rmtree(out, ignore_errors=True)
-            figures["stages"].append(_stage(f"score --scope lm_head.dense (pool {pool})", [
-                "-m", "corelib", "score", "--fasta", str(big), "--modality", "rna", "--preset", "demo", "--model",
-                model, "--scope", "lm_head.dense", "--limit", str(n), "--subset-size", "1000", "--seed", str(seed),
-                "--out", str(out), "--device", "cpu", "--quiet"], {**env, "CORELIB_TOKENS": str(stores[pool])}, n))
+            figures["stages"].append(_stage("score --scope lm_head.dense", [
+                "-m", "corelib", "score", "--fasta", str(root / f"pool_{size}.fa"), "--modality", "rna", "--preset",
+                "demo", "--model", model, "--scope", "lm_head.dense", "--limit", str(n), "--subset-size", "1000",
+                "--seed", str(seed), "--out", str(out), "--device", "cpu", "--quiet"],
+                {**env, "CORELIB_TOKENS": str(stores[size])}, n, size))
         for rows in (select_rows // 10, select_rows):
             folder = root / f"select_{rows}"
             if not (folder / "scores.json").exists():
@@ -130,7 +132,7 @@ def scale_benchmark(pool: int = 2_000_000, score_n: int = 100_000, select_rows: 
             shutil.rmtree(folder / "coreset", ignore_errors=True)
             figures["stages"].append(_stage("select --method cci --rate 0.99", [
                 "-m", "corelib", "select", "--scores", str(folder), "--method", "cci", "--rate", "0.99",
-                "--out", str(folder / "coreset")], env, rows))
+                "--out", str(folder / "coreset")], env, rows, rows))
     finally:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -138,15 +140,14 @@ def scale_benchmark(pool: int = 2_000_000, score_n: int = 100_000, select_rows: 
 
 
 def report(f: dict) -> str:
-    """The stages' wall time and peak RSS, and peak RSS at full size over a tenth of it."""
+    """The stages' wall time and peak RSS, and peak RSS at ten times the pool (or the rows) over a tenth."""
     lines = [f"pool resampled from {f['source']}; model {f['model']}; {f['threads']} thread(s) per process", "",
-             "| stage | size | wall s | peak RSS MB | command |", "|---|---|---|---|---|"]
-    lines += [f"| {s['stage']} | {s['size']:,} | {s['wall_s']} | {s['peak_rss_mb']} | `{s['command']}` |"
+             "| stage | pool | size | wall s | peak RSS MB | command |", "|---|---|---|---|---|---|"]
+    lines += [f"| {s['stage']} | {s['pool']:,} | {s['size']:,} | {s['wall_s']} | {s['peak_rss_mb']} | `{s['command']}` |"
               for s in f["stages"]]
-    lines += ["", "| stage | peak RSS at size / at a tenth |", "|---|---|"]
-    by = {}
-    for s in f["stages"]:
-        by.setdefault(s["stage"], []).append(s)
-    lines += [f"| {name} | {pair[-1]['peak_rss_mb'] / pair[0]['peak_rss_mb']:.2f} |" for name, pair in by.items()
-              if len(pair) == 2]
+    lines += ["", "| stage | what grows 10x | peak RSS at 10x / at 1x |", "|---|---|---|"]
+    for a, b in zip(f["stages"], f["stages"][1:]):
+        if a["stage"] == b["stage"]:
+            grows = "rows" if a["stage"].startswith("select") else "pool" if b["pool"] != a["pool"] else "sequences scored"
+            lines.append(f"| {a['stage']} | {grows} | {b['peak_rss_mb'] / a['peak_rss_mb']:.2f} |")
     return "\n".join(lines)

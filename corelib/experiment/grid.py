@@ -393,7 +393,7 @@ class GridRun:
         ev = _evaluation()
         if len(base_metrics):
             base_metrics, base_items = _baseline_rows(base_metrics, base_items, BASELINE_CELL)
-        lower = {t.name: getattr(t, "primary", "") in LOWER_IS_BETTER for t in getattr(ev, "TASKS", {}).get(self.modality, [])}
+        lower = {t.name: t.primary in LOWER_IS_BETTER for t in ev.TASKS.get(self.modality, [])}
         raw = cat(losses, ["cell", "seed", "item", "family", "num", "den"])
         losses, entropy = weighted_heldout(raw, self.heldout.entropy, self.heldout.weights)
         grid = Grid(self.modality, tuple(self.preset.seeds), metrics,

@@ -80,12 +80,13 @@ def plot_pool_overview(pools: dict[str, pd.DataFrame], what: str = "length"):
                          multiple="stack", alpha=1, ax=ax)
             ax.set(title=f"{modality} pool: sequence length", xlabel="length (residues; cropped at 1022)",
                    ylabel="sequences")
-            sns.move_legend(ax, "upper left" if modality == "protein" else "upper center", fontsize=SMALL,
-                            title_fontsize=SMALL)
+            sns.move_legend(ax, "upper center", bbox_to_anchor=(0.5, -0.2), ncol=len(order), fontsize=SMALL,
+                            title_fontsize=SMALL, frameon=False)   # below the axes: no bar hidden under it
         else:
             counts = pd.crosstab(pool["family"], pool["source"])[order]
             counts = counts.loc[counts.sum(axis=1).sort_values().index]
-            counts.plot.barh(stacked=True, ax=ax, width=0.8, color=[palette[s] for s in order])
+            counts.plot.barh(stacked=True, ax=ax, width=0.8, color=[palette[s] for s in order], legend=False)
+            _hatch_sources(ax, order)
             for y, total in enumerate(counts.sum(axis=1)):
                 ax.text(total, y, f" {total}", va="center", fontsize=SMALL)
             ax.set_xlim(0, counts.sum(axis=1).max() * 1.15)
@@ -94,6 +95,16 @@ def plot_pool_overview(pools: dict[str, pd.DataFrame], what: str = "length"):
         ax.tick_params(labelsize=SMALL + 1)
     fig.tight_layout()
     return fig
+
+
+def _hatch_sources(ax, sources) -> None:
+    """Give each stacked bar series of `ax` (one container per source, in `sources` order) its source's hatch,
+    so a source's colour never reads as a method's flat one beside it."""
+    for container, source in zip(ax.containers, sources):
+        for patch in container.patches:
+            patch.set_hatch(source_style(source).hatch)
+            patch.set_edgecolor(ROLES["edge"])
+            patch.set_linewidth(0.3)
 
 
 # ----------------------------------------------------------------------------- notebook 02
@@ -126,12 +137,15 @@ def plot_score_panels(df: pd.DataFrame, modality: str):
     share.set(title="mean share of the score per layer group", xlabel="layer group", ylabel="share of the score")
     share.tick_params(axis="x", labelrotation=30)
     sources = sorted(df["source"].unique())
+    larger_first = df["source"].value_counts().index   # the smaller sources drawn on top, none hidden under another
     for source in sources:
         part, style = df[df["source"] == source], source_style(source)
-        by_length.scatter(part["length"], part["score"], s=14, alpha=0.75, color=style.colour, marker=style.marker,
-                          label=f"{source} ({len(part)})")
+        zorder = 2 + list(larger_first).index(source)
+        by_length.scatter(part["length"], part["score"], s=16, alpha=0.7, color=style.colour, marker=style.marker,
+                          edgecolors=ROLES["edge"], linewidths=0.3, zorder=zorder, label=f"{source} ({len(part)})")
         if modality == "rna":
-            last.scatter(part["gc"], part["score"], s=14, alpha=0.75, color=style.colour, marker=style.marker)
+            last.scatter(part["gc"], part["score"], s=16, alpha=0.7, color=style.colour, marker=style.marker,
+                         edgecolors=ROLES["edge"], linewidths=0.3, zorder=zorder)
     by_length.set(title="score against length", xlabel="length (residues)", ylabel="score")
     if modality == "rna":
         last.set(title="score against GC content", xlabel="GC content (fraction of residues)", ylabel="score")
@@ -245,7 +259,9 @@ def plot_coreset_distributions(joined: pd.DataFrame, coresets: dict, properties=
     ax = fig.add_subplot(outer[1])
     comp.T.iloc[::-1].plot.barh(stacked=True, ax=ax, width=0.75, legend=False,
                                 color=[source_style(s).colour for s in comp.index])
-    ax.set(xlim=(0, 1), xlabel="share of the set by source", ylabel="", title="composition by source")
+    _hatch_sources(ax, comp.index)
+    ax.set(xlim=(0, 1), xlabel="share of the set by source", ylabel="",
+           title="composition by source (hatched: the source colours, not the strategies above)")
     ax.tick_params(labelsize=9)
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=SMALL + 1, title="source")
     return fig

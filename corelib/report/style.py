@@ -17,6 +17,7 @@ class Style:
 
     colour: str
     marker: str = "o"
+    hatch: str = ""   # bars: a source's stacked bar carries it, so it never reads as a method's flat colour
 
 
 METHODS: dict[str, Style] = {
@@ -34,11 +35,11 @@ METHODS: dict[str, Style] = {
     # C3 and the score variants
     "Top I (w/o ft)": Style("#17becf", "v"),
     "CCI (w/o ft)": Style("#a6611a", "v"),
-    # the residue budget (C1 and C3 with each set cut to the Random arm's residues): the arm's hue, marker ">"
+    # the residue budget (C1 and C3 with each set cut to the Random arm's residues): the arm's hue, marker ">" (without the fine-tune "<")
     "Top I (residues)": Style("#0b4f80", ">"),
     "CCI (residues)": Style("#c25a00", ">"),
-    "Top I (w/o ft, residues)": Style("#0e8c99", ">"),
-    "CCI (w/o ft, residues)": Style("#6f3d10", ">"),
+    "Top I (w/o ft, residues)": Style("#0e8c99", "<"),
+    "CCI (w/o ft, residues)": Style("#6f3d10", "<"),
     "Top I per token": Style("#393b79", "^"),
     "Loss top-k": Style("#2ca02c", "P"),
     # reference rows
@@ -60,12 +61,12 @@ curve arm above 1x under the epochs protocol (a grid trains its curve under one 
 never meet in one figure; "Random 10x", C2's arm at the same epochs, has its own colour)."""
 
 SOURCES: dict[str, Style] = {   # every source of the pools (data_manifests/*_demo.yaml and *_full.yaml)
-    "BioMarKs": Style("#1b9e77", "o"),
-    "Rfam": Style("#d95f02", "s"),
-    "SILVA_LSU": Style("#7570b3", "^"),
-    "SILVA_SSU": Style("#e7298a", "v"),
-    "SwissProt_GO_CC": Style("#66a61e", "o"),
-    "UniProt_mmseqs2": Style("#e6ab02", "s"),
+    "BioMarKs": Style("#1b9e77", "o", "//"),
+    "Rfam": Style("#d95f02", "s", ".."),
+    "SILVA_LSU": Style("#7570b3", "^", "\\\\"),
+    "SILVA_SSU": Style("#e7298a", "v", "xx"),
+    "SwissProt_GO_CC": Style("#66a61e", "o", "//"),
+    "UniProt_mmseqs2": Style("#e6ab02", "s", ".."),
 }
 MODALITIES: dict[str, Style] = {"rna": Style("#1b7837", "o"), "protein": Style("#762a83", "s")}
 
