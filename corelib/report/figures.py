@@ -350,9 +350,13 @@ def plot_loss_panels(histories: dict, baselines: dict | None = None):
     for ax in axes[0]:
         for h, label in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(label, h)
-    steps = {name: len(h) for cells in histories.values() for name, h in cells.items()}
-    labels = [f"{k} ({steps[k]} steps)" if k in steps else k for k in handles]
-    fig.legend(handles.values(), labels, loc="outside lower center", ncol=3, fontsize=SMALL)
+    steps = {}   # one count per modality (in the panels' order) where they differ: "52 / 60 steps"
+    for cells in histories.values():
+        for name, h in cells.items():
+            steps.setdefault(name, []).append(str(len(h)))
+    labels = [f"{k} ({' / '.join(dict.fromkeys(steps[k]))} steps)" if k in steps else k for k in handles]
+    fig.legend(handles.values(), labels, loc="outside lower center", ncol=3, fontsize=SMALL,
+               title=f"cell (optimiser steps, {' / '.join(histories)} where they differ)", title_fontsize=SMALL)
     return fig
 
 
