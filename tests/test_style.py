@@ -289,3 +289,15 @@ def test_committed_figures_fit_notebook_width_and_carry_their_preset():
     for path in sorted((ROOT / "figures").glob("*.png")):
         assert Image.open(path).size[0] <= MAX_WIDTH_PX, path.name
         assert re.match(rf"^\d\d_({presets})_", path.name), f"{path.name}: no preset in the name"
+
+
+def test_loss_panels_place_a_truncated_arm_at_the_epochs_it_completed():
+    """A *same steps* arm of 8 steps of 16 sequences over a set of 205 stops at 128 / 205 = 0.62 epochs, not at 1;
+    a full arm of 4 epochs of 13 steps ends at 4 (its steps see 16 x 13 = 208 >= 205, the last batch short)."""
+    same = pd.DataFrame({"step": np.arange(8), "epoch": 0, "loss": 3.0, "sequences": 16})
+    seqs = np.tile([16] * 12 + [205 - 16 * 12], 4)
+    full = pd.DataFrame({"step": np.arange(52), "epoch": np.repeat(np.arange(4), 13), "loss": 3.0, "sequences": seqs})
+    fig = F.plot_loss_panels({"rna": {"Random 10x (same steps)": same, "Random 10x": full}}, None,
+                             {"rna": {"Random 10x (same steps)": 205, "Random 10x": 205}})
+    ends = {line.get_label(): line.get_xdata()[-1] for line in fig.axes[0].lines}
+    assert ends["Random 10x (same steps)"] == pytest.approx(128 / 205) and ends["Random 10x"] == pytest.approx(4.0)

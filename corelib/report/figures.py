@@ -321,17 +321,21 @@ def plot_scatter(x, y, xlabel: str, ylabel: str, title: str):
 
 
 # ----------------------------------------------------------------------------- notebooks 04 and 05
-def _epochs(h: pd.DataFrame) -> np.ndarray:
-    """Epochs completed after each step of a history (step k of an n-step epoch e: e + k / n)."""
+def _epochs(h: pd.DataFrame, size: int | None = None) -> np.ndarray:
+    """Epochs completed after each step of a history: sequences seen / set size when the size is known (a
+    *same steps* arm stops inside its first epoch), else step k of an n-step epoch e at e + k / n."""
+    if size and "sequences" in h:
+        return h["sequences"].cumsum().to_numpy() / size
     per_epoch = h.groupby("epoch")["step"].transform("size").to_numpy()
     return h["epoch"].to_numpy() + (h.groupby("epoch").cumcount().to_numpy() + 1) / per_epoch
 
 
-def plot_loss_panels(histories: dict, baselines: dict | None = None):
+def plot_loss_panels(histories: dict, baselines: dict | None = None, sizes: dict | None = None):
     """One panel per modality: pretraining loss of every cell against the epochs it completed (every cell runs
     the same epochs, so no curve hides under a longer one; a *same steps* arm stops early), rolling mean over a
     sixteenth of its steps, each cell in its colour and marker, and the residue-frequency entropy as a line
-    (a model below it learned more than residue counts)."""
+    (a model below it learned more than residue counts). `sizes` ({modality: {cell: set size}}) places each step
+    at the sequences seen over the set's size."""
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(histories), figsize=(5 * len(histories), 4.3), squeeze=False,
@@ -340,7 +344,7 @@ def plot_loss_panels(histories: dict, baselines: dict | None = None):
         for i, (name, h) in enumerate(cells.items()):
             style, every = method_style(name), max(1, len(h) // 4)
             loss = h["loss"].rolling(max(1, len(h) // 16), min_periods=1).mean()
-            ax.plot(_epochs(h), loss, color=style.colour, marker=style.marker, ms=5, markevery=(i % every, every),
+            ax.plot(_epochs(h, (sizes or {}).get(modality, {}).get(name)), loss, color=style.colour, marker=style.marker, ms=5, markevery=(i % every, every),
                     mec=ROLES["edge"], mew=0.5, label=name)   # markers staggered: runs of one length do not pile up
         if baselines and modality in baselines:
             _hline(ax, baselines[modality], "residue-frequency entropy", ROLES["entropy"], "-.")
