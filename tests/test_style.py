@@ -293,7 +293,7 @@ def test_committed_figures_fit_notebook_width_and_carry_their_preset():
 
 def test_loss_panels_place_a_truncated_arm_at_the_epochs_it_completed():
     """A *same steps* arm of 8 steps of 16 sequences over a set of 205 stops at 128 / 205 = 0.62 epochs, not at 1;
-    a full arm of 4 epochs of 13 steps ends at 4 (its steps see 16 x 13 = 208 >= 205, the last batch short)."""
+    a full arm of 4 epochs of 13 steps (12 batches of 16 and one of 13 each) ends at 4."""
     same = pd.DataFrame({"step": np.arange(8), "epoch": 0, "loss": 3.0, "sequences": 16})
     seqs = np.tile([16] * 12 + [205 - 16 * 12], 4)
     full = pd.DataFrame({"step": np.arange(52), "epoch": np.repeat(np.arange(4), 13), "loss": 3.0, "sequences": seqs})
