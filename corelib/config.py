@@ -284,7 +284,9 @@ def _demo() -> Preset:
     # held-out loss the pilot's Random arm at the budget ends 0.008 nats above (RNA) and 0.019 below (protein) the
     # entropy floor (docs/pilot.md), so the demo prints its gate line and no verdicts. Curve arms above 1x get
     # the 1x arm's steps (compute-matched);
-    # C2's 10x arm runs under both protocols. One scoring draw serves all seeds (see the README's demo section).
+    # C2's 10x arm runs under both protocols. Seeds where they buy power: 10 paired seeds for the C1 arms (both
+    # budgets) and C2 at the same steps, 3 scoring draws (each its own D_sub, fine-tune and Fisher; seed s selects
+    # from draw s mod 3) for C3, 3 seeds for the rest of the curve and the secondary arms.
     # The fine-tuned downstream axes (Appendix B.1's protocol) get a few CPU seconds per cell and seed: 256 train
     # rows, 3 epochs in batches of 8 at the pretraining lr (96 steps; Appendix B: every row, 30 epochs of 32, 1e-4).
     return Preset(name="demo", model="tiny").override({
@@ -292,7 +294,7 @@ def _demo() -> Preset:
         "data.max_tokens": 130, "pretrain.lr": 3e-3, "pretrain.warmup_fraction": 0.016, "finetune.lr": 3e-4,
         "finetune.warmup_fraction": 0.016, "scoring.subset_size": 1000, "selection.budget": 0.99,
         "grid.budgets": (1, 3, 10), "grid.curve_protocol": "steps", "grid.reference_epochs": 1,
-        "grid.scoring_draws": 1, "downstream.epochs": 10, "downstream.lr": 1e-3, "downstream.finetune_train": 256,
+        "seeds": tuple(range(10)), "grid.scoring_draws": 3, "grid.extra_seeds": 3, "downstream.epochs": 10, "downstream.lr": 1e-3, "downstream.finetune_train": 256,
         "downstream.finetune_epochs": 3, "downstream.finetune_batch": 8, "downstream.finetune_lr": 3e-3})
 
 

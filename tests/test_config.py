@@ -36,6 +36,22 @@ def test_demo_preset_keeps_the_papers_ratios():
     assert (d.data.rna_pool, d.data.protein_pool) == ("rna_full", "protein_full")
 
 
+def test_demo_seeds_where_they_buy_power():
+    # issue 23: >= 10 paired seeds for C1 (both budgets) and C2 at the same steps, >= 3 scoring draws for C3,
+    # each draw's C3 pair at its own seed; the other arms may keep fewer
+    from corelib.experiment.grid import GridRun, cells
+
+    d = get_preset("demo")
+    run = GridRun.__new__(GridRun)   # seeds_of reads only the preset
+    run.preset = d
+    by_name = {c.name: c for c in cells(d)}
+    for name in ("Random", "Top I", "CCI", "Top I (residues)", "CCI (residues)", "Random 10x (same steps)"):
+        assert len(run.seeds_of(by_name[name])) >= 10, name
+    c3 = run.seeds_of(by_name["Top I (w/o ft)"])
+    assert len(c3) >= 3 and len({run.draw_of(s) for s in c3}) == len(c3) == d.grid.scoring_draws
+    assert set(c3) <= set(run.seeds_of(by_name["Top I"]))            # paired with the fine-tuned arm's seeds
+
+
 def test_overrides_replace_fields_and_reject_unknown_names():
     p = get_preset("smoke", {"selection.budget": 10}, seed=3)
     assert (p.selection.budget, p.seed, p.name) == (10, 3, "smoke") and PRESETS["smoke"].selection.budget != 10

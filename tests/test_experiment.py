@@ -208,6 +208,14 @@ def test_seeds_vary_everything_but_the_selection_and_no_arm_sees_the_heldout_sli
     pd.testing.assert_frame_equal(grid.items, GridRun(p, "rna", progress=False).evaluate().items)
     s = summarize(grid)
     assert set(s.loc[s["primary"], "method"]) == {"Composition", *[c.name for c in CELLS]}
+    # data_size: the budget, and for a residue-budget arm the mean size of the sets its seeds drew (read here)
+    size = s.drop_duplicates("method").set_index("method")["data_size"]
+    for cell in (c for c in CELLS if c.multiple > 0):   # Raw and Full pool draw no set
+        drawn = [len(np.load(root / slug(cell.name) / f"seed{s}" / "coreset" / "indices.npy")) for s in (0, 1, 2)]
+        if cell.budget == "residues":
+            assert size[cell.name] == round(np.mean(drawn)), cell.name
+        else:
+            assert size[cell.name] == drawn[0] == drawn[2], cell.name
 
 
 def test_experiment_cli_writes_tables_and_says_why_there_are_no_verdicts(tiny_grid, fakes, cli, tmp_path, monkeypatch):
@@ -223,7 +231,7 @@ def test_experiment_cli_writes_tables_and_says_why_there_are_no_verdicts(tiny_gr
     # the fake held-out loss (2.5 nats) is above the residues' entropy: the gate line says no verdicts, and why
     gate = [line for line in out.splitlines() if line.startswith("rna: gate: ")]
     assert len(gate) == 1 and "no verdicts: " in gate[0] and "needed: <= -0.1" in gate[0]
-    assert "no verdicts: " in (tmp_path / "figures" / "05_smoke_rna_verdicts.md").read_text()
+    assert (tmp_path / "figures" / "05_smoke_rna_verdicts.md").read_text().count("no verdicts") == 1   # said once
 
 
 def test_simulate_null_prints_the_rates(cli):

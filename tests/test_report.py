@@ -166,4 +166,5 @@ def test_pruning_curve_lines_and_points(root):
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert titles == ["held-out MLM: loss (lower is better)", "Aff: primary", "Bin: primary"]   # both probes gated
     labels = fig.axes[0].get_legend_handles_labels()[1]
-    assert "Random 10x (same epochs)" in labels and "unigram entropy" in labels and "Raw" not in labels
+    assert "Random 10x" in labels and "unigram entropy" in labels and "Raw" not in labels   # the tables' names
+    assert "Random 10x: C2's 10x random set at the same epochs" in fig._suptitle.get_text()

@@ -139,7 +139,8 @@ def _figures():
         "reference_loss": F.plot_loss_curves({"rna": _history(40, 4, 3.2), "protein": _history(40, 4, 3.5)}),
         "score_panels_rna": F.plot_score_panels(scored, "rna"),
         "score_panels_protein": F.plot_score_panels(_scored("protein"), "protein"),
-        "agreement": F.plot_agreement({"rna": (s, s * 1.1, "w/o ft", "ft"), "protein": (s, s ** 1.01, "w/o ft", "ft")}),
+        "agreement": F.plot_agreement({"rna": (s, s * 1.1, "w/o ft", "ft"), "protein": (s, s ** 1.01, "w/o ft", "ft")},
+                                     identity=True),
         "cci_strata": F.plot_cci_strata(s, table, 0.05, 10, "rna"),
         "coresets": F.plot_coreset_distributions(scored, coresets, properties=("score", "length", "gc")),
         "overlap": F.plot_overlap(pd.DataFrame(np.eye(3), index=list(coresets), columns=list(coresets))),
@@ -216,11 +217,29 @@ def _legend_entries(fig):
 
 
 @pytest.mark.parametrize("name", ["pool_lengths", "pool_families", "score_panels_rna", "coresets", "loss_panels",
-                                  "downstream", "pruning_curve"])
+                                  "pruning_curve"])
 def test_no_two_rows_of_a_figure_look_alike(drawn, name):
     entries = dict(_legend_entries(drawn[name]))
     looks = list(entries.values())
     assert entries and len(set(looks)) == len(looks), {k: v for k, v in entries.items() if looks.count(v) > 1}
+
+
+def test_downstream_rows_are_named_on_the_axis_not_by_colour_alone(drawn):
+    fig, summary = drawn["downstream"], _demo_like_summary()
+    methods = list(dict.fromkeys(summary["method"]))
+    first = fig.axes[0]
+    labels = {round(t.get_position()[1]): t.get_text() for t in first.get_yticklabels()}
+    assert sorted(labels.values()) == sorted(methods)                      # every row named, once
+    assert [labels[k] for k in sorted(labels, reverse=True)] == methods   # top to bottom in the table's order
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert len(panels) == summary.groupby(["task", "metric"]).ngroups
+    for ax in panels:                                                      # each point at its row, in its style
+        for line in ax.lines:
+            if line.get_marker() in ("None", None, "", "|", "_"):   # reference lines, error-bar caps
+                continue
+            name = labels[round(float(line.get_ydata()[0]))]
+            assert (_hex(line.get_color()), line.get_marker()) == (method_style(name).colour.lower(),
+                                                                   method_style(name).marker), name
 
 
 def test_every_log_axis_is_labelled_and_has_enough_tick_labels(drawn):
@@ -301,3 +320,13 @@ def test_loss_panels_place_a_truncated_arm_at_the_epochs_it_completed():
                              {"rna": {"Random 10x (same steps)": 205, "Random 10x": 205}})
     ends = {line.get_label(): line.get_xdata()[-1] for line in fig.axes[0].lines}
     assert ends["Random 10x (same steps)"] == pytest.approx(128 / 205) and ends["Random 10x"] == pytest.approx(4.0)
+
+
+def test_agreement_draws_y_equals_x_and_score_counts_tick_whole_sequences(drawn):
+    for ax in drawn["agreement"].axes:
+        (line,) = [ln for ln in ax.lines if ln.get_label() == "y = x"]
+        np.testing.assert_array_equal(line.get_xdata(), line.get_ydata())
+    hist = drawn["score_panels_rna"].axes[0]
+    lo, hi = hist.get_ylim()
+    ticks = [t for t in hist.get_yticks() if lo <= t <= hi]
+    assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks), ticks

@@ -167,6 +167,15 @@ class GridRun:
         """Sequences `cell` pretrains on (`cell_size` over the candidates)."""
         return cell_size(cell, self.preset, len(self.train_indices))
 
+    def set_size(self, cell: Cell) -> int:
+        """Sequences a cell's sets hold, as the tables' `data_size`: `size(cell)`, except for a residue-budget arm,
+        whose sets are cut to the Random arm's residues: the mean over its drawn seeds (A.3)."""
+        if cell.budget != "residues":
+            return self.size(cell)
+        drawn = [self.layout.coreset(self.modality, cell.name, s) / "manifest.json" for s in self.seeds_of(cell)]
+        held = [json.loads(p.read_text())["budget"] for p in drawn if p.exists()]
+        return int(round(float(np.mean(held)))) if held else self.size(cell)
+
     @functools.cached_property
     def steps(self) -> int:
         """Optimiser steps of the 1x arm (A.3): what every compute-matched ("same steps") arm is given."""
@@ -370,7 +379,7 @@ class GridRun:
 
     def _load(self) -> tuple[Grid, pd.DataFrame]:
         """The `Grid`, and its held-out rows before the pool-share weighting (for the audit bundle)."""
-        sizes = {c.name: self.size(c) for c in self.cells}
+        sizes = {c.name: self.set_size(c) for c in self.cells}
         metrics, items, losses, base_m, base_i = [], [], [], [], []
         read = lambda p: pd.read_csv(p, dtype={"item": str})  # noqa: E731 - items are names, whatever they look like
         for seed in self.preset.seeds:
@@ -408,6 +417,8 @@ class GridRun:
         """The grid's tables (figures/05_<preset>_<modality>_{table,heldout,verdicts,pretraining}.*), its
         pruning-rate curve and, last, the gate line as a one-line text file; returns the paths written. The
         CLI's `experiment` and notebook 05 both call this."""
+        import matplotlib.pyplot as plt
+
         from corelib.experiment.audit import write_bundle
         from corelib.layout import figures_dir
         from corelib.report.figures import plot_pruning_curve
@@ -423,6 +434,7 @@ class GridRun:
         paths += save_table(self.accounting(), f"05_{m}_pretraining", name)   # machine-free columns only
         fig = plot_pruning_curve(summary, f"{m}, {name} preset", self.preset.grid.curve_protocol)
         paths.append(savefig(fig, f"05_pruning_curve_{m}", name))
+        plt.close(fig)   # written, not shown: notebook 05 shows the file under its own heading
         return paths
 
     def accounting(self) -> pd.DataFrame:

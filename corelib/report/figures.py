@@ -131,6 +131,7 @@ def plot_score_panels(df: pd.DataFrame, modality: str):
     fig, ((hist, share), (by_length, last)) = plt.subplots(2, 2, figsize=(10, 7.8), layout="constrained")
     hist.hist(np.log10(df["score"]), bins=40, color=ROLES["neutral"], edgecolor=ROLES["edge"], lw=0.3)
     hist.set(title="distribution of the self-influence (Eq. 11)", xlabel="log10 score", ylabel="sequences")
+    hist.yaxis.set_major_locator(plt.MaxNLocator(integer=True))   # counts: whole sequences
     groups = [c for c in df.columns if c.startswith("score_")]
     mean_share = (df[groups].div(df["score"], axis=0)).mean().rename(lambda c: c.removeprefix("score_"))
     share.bar(mean_share.index, mean_share.to_numpy(), color=ROLES["neutral"], edgecolor=ROLES["edge"], lw=0.5)
@@ -164,8 +165,9 @@ def plot_score_panels(df: pd.DataFrame, modality: str):
     return fig
 
 
-def plot_agreement(pairs: dict):
-    """Scatter of two score vectors per named pair (e.g. ft vs w/o ft) on log axes, Spearman rho in the title."""
+def plot_agreement(pairs: dict, identity: bool = False):
+    """Scatter of two score vectors per named pair (e.g. ft vs w/o ft) on log axes, Spearman rho in the title;
+    `identity`: the y = x line, for two scores on one scale."""
     import matplotlib.pyplot as plt
     from scipy.stats import spearmanr
 
@@ -174,6 +176,10 @@ def plot_agreement(pairs: dict):
         x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
         rho = spearmanr(x, y).statistic
         ax.scatter(x, y, s=10, alpha=0.6, color=ROLES["points"])
+        if identity:
+            ends = [min(x.min(), y.min()), max(x.max(), y.max())]
+            ax.plot(ends, ends, color=ROLES["identity"], ls="--", lw=1, label="y = x")
+            ax.legend(fontsize=SMALL, loc="upper left")
         ax.set(xlabel=xl, ylabel=yl, title=f"{name}: Spearman {rho:.3f} ({len(x)} sequences)")
         for which, v in (("x", x), ("y", y)):
             if (v > 0).all():
@@ -366,39 +372,46 @@ def plot_loss_panels(histories: dict, baselines: dict | None = None, sizes: dict
 
 def plot_downstream(summary: pd.DataFrame, title: str = "", columns: int = 4):
     """One panel per task and metric (only each task's primary metric and the held-out MLM loss when the
-    summary marks them, as the tables do), `columns` panels a row: the mean over seeds of every row in its
-    method's colour, with the standard deviation over seeds as error bars (none with a single seed, and the
-    title says so)."""
+    summary marks them, as the tables do), rows named on the shared y axis in the table's order: the mean over
+    seeds in the row's colour and marker, the standard deviation over seeds as a bar (none with a single seed,
+    and the title says so), the composition baseline as a dotted line to read every row against."""
     import matplotlib.pyplot as plt
 
     if "primary" in summary.columns:
         summary = summary[summary["primary"].astype(bool)]
     key = summary["task"] + " " + summary["metric"]
     cols, cells = list(dict.fromkeys(key)), list(dict.fromkeys(summary["method"]))
-    rows = -(-(len(cols) + 1) // columns)   # one slot more for the legend
-    fig, axes = plt.subplots(rows, columns, figsize=(10, 2.5 * rows + 0.6), squeeze=False, layout="constrained")
-    colours = [method_style(c).colour for c in cells]
+    rows = -(-len(cols) // columns)
+    columns = -(-len(cols) // rows)   # balanced: 5 panels as 3 + 2, not 4 + 1
+    y = np.arange(len(cells))[::-1]
+    fig, axes = plt.subplots(rows, columns, figsize=(10, (0.17 * len(cells) + 1.0) * rows + 0.6), sharey=True,
+                             squeeze=False, layout="constrained")
     for ax, col in zip(axes.flat, cols):
         part = summary[key == col]
         task, metric, lower = part["task"].iat[0], part["metric"].iat[0], bool(part["lower_is_better"].iat[0])
         sub = part.set_index("method").reindex(cells)
-        err = sub["std"].to_numpy(dtype=float)
-        ax.bar(range(len(cells)), sub["value"], yerr=np.nan_to_num(err) if np.isfinite(err).any() else None,
-               capsize=2, color=colours, edgecolor=ROLES["edge"], lw=0.5, error_kw={"ecolor": ROLES["edge"]})
-        ax.set_xticks([])
+        for yi, (name, row) in zip(y, sub.iterrows()):
+            if not np.isfinite(row["value"]):
+                continue
+            style, err = method_style(name), row["std"] if np.isfinite(row["std"]) else None
+            ax.errorbar([row["value"]], [yi], xerr=err, ls="none", marker=style.marker, ms=6, color=style.colour,
+                        mec=ROLES["edge"], mew=0.5, ecolor=ROLES["edge"], capsize=2)
+        if "Composition" in sub.index and np.isfinite(sub.at["Composition", "value"]):
+            ax.axvline(sub.at["Composition", "value"], color=method_style("Composition").colour, ls=":", lw=1.2)
         ax.set_title(col + (" (lower is better)" if lower else ""), fontsize=9)
-        ylabel = ("nats per masked token" if task.startswith("held-out") else metric if lower
+        xlabel = ("nats per masked token" if task.startswith("held-out") else metric if lower
                   else f"top-{metric} precision (%)" if task.startswith("Contact") else f"{metric} (%)")
-        ax.set_ylabel(ylabel, fontsize=9)
+        ax.set_xlabel(xlabel, fontsize=9)
+        ax.grid(axis="y", color=ROLES["pool"], lw=0.4)
         ax.tick_params(labelsize=SMALL)
+    axes[0, 0].set_yticks(y, cells)
+    axes[0, 0].set_ylim(-0.7, len(cells) - 0.3)
     for ax in axes.flat[len(cols):]:
         ax.axis("off")
-    handles = [plt.Rectangle((0, 0), 1, 1, facecolor=c, edgecolor=ROLES["edge"], lw=0.5) for c in colours]
-    axes.flat[len(cols)].legend(handles, cells, loc="center", fontsize=SMALL, title="row of the table (bars left to right)",
-                                title_fontsize=SMALL, ncol=1 if len(cells) <= 12 else 2)
     seeds = int(summary["seeds"].max())
     spread = f"mean ± std over {seeds} seeds" if seeds > 1 else "1 seed, so no spread to draw"
-    fig.suptitle(f"{title}: {spread}" if title else spread)
+    floor = "; dotted: the Composition row" if "Composition" in cells else ""
+    fig.suptitle((f"{title}: {spread}" if title else spread) + floor, fontsize=10)
     return fig
 
 
@@ -460,7 +473,7 @@ def plot_pruning_curve(summary: pd.DataFrame, title: str = "", protocol: str = "
             err = np.abs(np.array([[row["value"] - row["lo"]], [row["hi"] - row["value"]]], dtype=float))
             ax.errorbar([row["x"]], [row["value"]], yerr=np.nan_to_num(err), ls="none", color=edge, capsize=2, zorder=3)
             ax.plot([row["x"]], [row["value"]], ls="none", marker=style.marker, ms=7, color=style.colour, mec=edge,
-                    zorder=4, label=row["method"] + (" (same epochs)" if row["method"] == "Random 10x" else ""))
+                    zorder=4, label=row["method"])
         held = task.startswith("held-out")
         lines = []
         for _, row in part[part["kind"].isin(["reference", "baseline"])].iterrows():
@@ -496,6 +509,8 @@ def plot_pruning_curve(summary: pd.DataFrame, title: str = "", protocol: str = "
     if not len(gated):
         matched += ";\nno downstream probe passed its gate, so only the held-out loss is drawn"
     seeds = int(main["seeds"].max())
+    if protocol == "steps" and (main["method"] == "Random 10x").any():
+        matched += " (Random 10x: C2's 10x random set at the same epochs)"
     fig.suptitle(f"{title}: mean and 95% interval over {seeds} seeds and test items;\ncurve arms above the budget "
                  f"at the {matched}\n(Raw, far above, left out of the held-out panel)" if title else
                  f"mean and 95% interval over {seeds} seeds", fontsize=10)

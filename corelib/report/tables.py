@@ -155,7 +155,8 @@ def verdict_markdown(verdicts: pd.DataFrame) -> str:
         lines.append(f"\nNot tested, {task} ({len(part)} comparisons): {reason}.")
     lines += ["", VERDICT_COLUMNS]
     gate, note = verdicts.attrs.get("gate", ""), verdicts.attrs.get("note", "")
-    lines += [f"\n{line}" for line in (gate, note if note not in gate else "") if line]
+    said = note in gate or (note.startswith("no verdicts") and "no verdicts" in gate)   # the gate line says it
+    lines += [f"\n{line}" for line in (gate, "" if said else note) if line]
     return "\n".join(lines) + "\n"
 
 
