@@ -130,7 +130,10 @@ def test_the_gate_needs_a_margin_of_a_tenth_of_a_nat():
     assert "mis-sized" in claims.no_verdict_reason(make_grid(GATED, held=held, entropy=1.05))   # 0.05 below
     assert claims.no_verdict_reason(make_grid(GATED, held=held, entropy=1.11)) == ""             # 0.11 below
     line = claims.gate_line(make_grid(GATED, held=held, entropy=1.11))
-    assert line.startswith("gate: Random's held-out MLM loss is -0.110 nats") and "passed" in line
+    assert line.startswith("gate: Random's held-out MLM loss is 0.110 nats below the unigram entropy 1.110") \
+        and "passed" in line
+    line = claims.gate_line(make_grid(GATED, held=held, entropy=1.05))
+    assert "0.050 nats below" in line and "no verdicts" in line and "passed" not in line
 
 
 def test_c2_is_judged_under_both_protocols():

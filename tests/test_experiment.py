@@ -230,7 +230,7 @@ def test_experiment_cli_writes_tables_and_says_why_there_are_no_verdicts(tiny_gr
                      "05_smoke_rna_table.md", "05_smoke_rna_verdicts.csv", "05_smoke_rna_verdicts.md"]
     # the fake held-out loss (2.5 nats) is above the residues' entropy: the gate line says no verdicts, and why
     gate = [line for line in out.splitlines() if line.startswith("rna: gate: ")]
-    assert len(gate) == 1 and "no verdicts: " in gate[0] and "needed: <= -0.1" in gate[0]
+    assert len(gate) == 1 and "no verdicts: " in gate[0] and "needed: at least 0.1 below" in gate[0]
     assert (tmp_path / "figures" / "05_smoke_rna_verdicts.md").read_text().count("no verdicts") == 1   # said once
 
 

@@ -180,7 +180,7 @@ def plot_agreement(pairs: dict, identity: bool = False):
             ends = [min(x.min(), y.min()), max(x.max(), y.max())]
             ax.plot(ends, ends, color=ROLES["identity"], ls="--", lw=1, label="y = x")
             ax.legend(fontsize=SMALL, loc="upper left")
-        ax.set(xlabel=xl, ylabel=yl, title=f"{name}: Spearman {rho:.3f} ({len(x)} sequences)")
+        ax.set(xlabel=xl, ylabel=yl, title=f"{name}: Spearman {rho:.4f} ({len(x)} sequences)")
         for which, v in (("x", x), ("y", y)):
             if (v > 0).all():
                 _log_axis(ax, which)
@@ -490,7 +490,11 @@ def plot_pruning_curve(summary: pd.DataFrame, title: str = "", protocol: str = "
         sizes = sorted(set(drawn["data_size"]))
         if log:
             ax.set_xscale("log")
-            ax.set_xticks(sizes, [f"{n:,}" for n in sizes])
+            ticks = []
+            for n in sizes:   # a label per size, except one within 25% of the last (24 and 26 would overlap)
+                if not ticks or n / ticks[-1] >= 1.25:
+                    ticks.append(n)
+            ax.set_xticks(ticks, [f"{n:,}" for n in ticks])
             ax.xaxis.set_minor_locator(plt.NullLocator())
             ax.set_xlim(min(sizes) / 10 ** 0.25, max(sizes) * 10 ** 0.25)
         ax.set_xlabel("sequences pretrained on" + (" (log scale; rows at one size set side by side)" if log else ""),

@@ -135,7 +135,8 @@ VERDICT_RULE = ("Rule: `advantage` = method - baseline averaged over the seeds b
                 "Holm-corrected at alpha/3 = 0.0167 (the three claims share alpha = 0.05); `interval` is the Holm-"
                 "compatible interval at confidence `level`; **supported** when it lies above 0, **contradicted** when "
                 "below 0, otherwise **inconclusive**, with `mde` the difference the comparison had 80% power to detect "
-                "at that level given its seed-to-seed and item variance.")
+                "at that level given its seed-to-seed and item variance. All of this only once the gate line under the "
+                "table is passed: while it is not, every row reads *no verdict*, even one whose interval excludes 0.")
 VERDICT_COLUMNS = ("Columns: `budget` sequences = the paper's sequence budget, residues = the Random arm's residues "
                    "at each seed; `seeds` = paired seeds; `p_holm` = Holm-adjusted p-value.")
 
