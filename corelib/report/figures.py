@@ -398,6 +398,8 @@ def plot_downstream(summary: pd.DataFrame, title: str = "", columns: int = 4):
                         mec=ROLES["edge"], mew=0.5, ecolor=ROLES["edge"], capsize=2)
         if "Composition" in sub.index and np.isfinite(sub.at["Composition", "value"]):
             ax.axvline(sub.at["Composition", "value"], color=method_style("Composition").colour, ls=":", lw=1.2)
+        if task.startswith("held-out") and "entropy" in part.columns and part["entropy"].notna().any():
+            ax.axvline(float(part["entropy"].dropna().iat[0]), color=ROLES["entropy"], ls="-.", lw=1.2)
         ax.set_title(col + (" (lower is better)" if lower else ""), fontsize=9)
         xlabel = ("nats per masked token" if task.startswith("held-out") else metric if lower
                   else f"top-{metric} precision (%)" if task.startswith("Contact") else f"{metric} (%)")
@@ -411,6 +413,8 @@ def plot_downstream(summary: pd.DataFrame, title: str = "", columns: int = 4):
     seeds = int(summary["seeds"].max())
     spread = f"mean ± std over {seeds} seeds" if seeds > 1 else "1 seed, so no spread to draw"
     floor = "; dotted: the Composition row" if "Composition" in cells else ""
+    if "entropy" in summary.columns and summary["entropy"].notna().any():
+        floor += "; dash-dot: the unigram entropy (held-out loss)"
     fig.suptitle((f"{title}: {spread}" if title else spread) + floor, fontsize=10)
     return fig
 
