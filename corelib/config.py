@@ -294,7 +294,8 @@ def _demo() -> Preset:
         "data.max_tokens": 130, "pretrain.lr": 3e-3, "pretrain.warmup_fraction": 0.016, "finetune.lr": 3e-4,
         "finetune.warmup_fraction": 0.016, "scoring.subset_size": 1000, "selection.budget": 0.99,
         "grid.budgets": (1, 3, 10), "grid.curve_protocol": "steps", "grid.reference_epochs": 1,
-        "seeds": tuple(range(10)), "grid.scoring_draws": 3, "grid.extra_seeds": 3, "downstream.epochs": 10, "downstream.lr": 1e-3, "downstream.finetune_train": 256,
+        "seeds": tuple(range(10)), "grid.scoring_draws": 3, "grid.extra_seeds": 3,
+        "downstream.epochs": 10, "downstream.lr": 1e-3, "downstream.finetune_train": 256,
         "downstream.finetune_epochs": 3, "downstream.finetune_batch": 8, "downstream.finetune_lr": 3e-3})
 
 

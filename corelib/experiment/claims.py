@@ -327,9 +327,10 @@ def gate_line(grid) -> str:
         return "gate: no held-out MLM loss of the Random arm yet"
     lo, hi = a.learned_est.interval(stats.ALPHA)
     gap = float(a.learned_est.mean[0])
-    state = why_no_verdicts(a, entropy, 0) or "passed: verdicts below"
     if a.seeds >= 2 and not a.learned[0]:   # the loss and its interval are this line's own first half
         state = "no verdicts: the pretrained models did not learn more than residue frequencies at this scale"
+    else:
+        state = why_no_verdicts(a, entropy, 0) or "passed: verdicts below"
     side = "below" if gap < 0 else "above"
     return (f"gate: Random's held-out MLM loss is {abs(gap):.3f} nats {side} the unigram entropy {entropy:.3f} "
             f"(loss - entropy {gap:+.3f}, 95% interval [{float(lo[0]):+.3f}, {float(hi[0]):+.3f}]; needed: at least "

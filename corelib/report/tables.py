@@ -156,8 +156,7 @@ def verdict_markdown(verdicts: pd.DataFrame) -> str:
         lines.append(f"\nNot tested, {task} ({len(part)} comparisons): {reason}.")
     lines += ["", VERDICT_COLUMNS]
     gate, note = verdicts.attrs.get("gate", ""), verdicts.attrs.get("note", "")
-    said = note in gate or (note.startswith("no verdicts") and "no verdicts" in gate)   # the gate line says it
-    lines += [f"\n{line}" for line in (gate, "" if said else note) if line]
+    lines += [f"\n{line}" for line in (gate, "" if "no verdicts" in gate else note) if line]   # said once
     return "\n".join(lines) + "\n"
 
 
